@@ -1,0 +1,1 @@
+"""The matting library: image I/O, compositing, networks, training and inference."""

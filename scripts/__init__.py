@@ -1,0 +1,1 @@
+"""Data-building command-line tools (importable for tests)."""
