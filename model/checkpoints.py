@@ -1,0 +1,173 @@
+"""Find checkpoints on disk and resolve ``--checkpoint`` arguments.
+
+Run layout (written by train.py, see DESIGN.md)::
+
+    log/<run>/config.json                 architecture + training settings + seed
+    log/<run>/checkpoints/ckpt-<step>.*   tf.train.CheckpointManager, numbered by step
+    log/<run>/best/ckpt-<step>.*          the best checkpoint by validation SAD
+    log/pretrained/                       the shipped snapshot, same layout
+
+``--checkpoint`` accepts ``-1`` (newest), ``-2`` (the one before), ``N >= 0`` (saved at step
+N) or a path (a run folder, its ``checkpoints/`` or ``best/`` folder, or a checkpoint prefix
+such as ``log/run/checkpoints/ckpt-300``). Without an explicit run, the newest trained run
+under the log folder is used, else ``log/pretrained``.
+
+This module only reads file names and JSON, so a command can report a bad checkpoint
+argument before it pays for importing TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+PRETRAINED = "pretrained"
+CHECKPOINT_PREFIX = "ckpt"
+_INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint argument that does not name a usable checkpoint."""
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """One saved checkpoint: ``path`` is the prefix that ``tf.train.Checkpoint.restore`` takes."""
+
+    path: Path
+    run_dir: Path
+    step: int
+
+    @property
+    def config(self) -> dict:
+        return load_config(self.run_dir)
+
+
+def load_config(run_dir: str | os.PathLike) -> dict:
+    """The run's ``config.json`` as a dict; CheckpointError if missing or not JSON."""
+    path = Path(run_dir) / "config.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no config.json beside the checkpoints") from None
+    except (OSError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: unreadable config ({error})") from None
+
+
+def list_checkpoints(folder: str | os.PathLike, run_dir: str | os.PathLike | None = None):
+    """Checkpoints in ``folder`` (one holding ``ckpt-<step>.index`` files), oldest step first."""
+    folder = Path(folder)
+    run_dir = Path(run_dir) if run_dir is not None else folder.parent
+    found = []
+    if folder.is_dir():
+        for entry in folder.iterdir():
+            match = _INDEX.match(entry.name)
+            if match:
+                step = int(match.group(1))
+                found.append(CheckpointRef(folder / f"{CHECKPOINT_PREFIX}-{step}", run_dir, step))
+    return sorted(found, key=lambda ref: ref.step)
+
+
+def run_checkpoints(run_dir: str | os.PathLike):
+    """The regular checkpoints of a run, oldest first."""
+    return list_checkpoints(Path(run_dir) / "checkpoints", run_dir)
+
+
+def trained_runs(log_dir: str | os.PathLike) -> list[Path]:
+    """Runs under ``log_dir`` that hold at least one checkpoint, newest first.
+
+    "Newest" is the modification time of the run's newest checkpoint index; the shipped
+    ``pretrained`` snapshot is never counted as a trained run.
+    """
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        return []
+    runs = []
+    for run_dir in log_dir.iterdir():
+        if run_dir.name == PRETRAINED or not run_dir.is_dir():
+            continue
+        refs = run_checkpoints(run_dir)
+        if refs:
+            newest = max(ref.path.with_suffix(".index").stat().st_mtime for ref in refs)
+            runs.append((newest, run_dir))
+    return [run_dir for _, run_dir in sorted(runs, reverse=True)]
+
+
+def default_run(log_dir: str | os.PathLike = "log") -> Path:
+    """The newest trained run under ``log_dir``, else ``log_dir/pretrained``."""
+    runs = trained_runs(log_dir)
+    if runs:
+        return runs[0]
+    pretrained = Path(log_dir) / PRETRAINED
+    if run_checkpoints(pretrained):
+        return pretrained
+    raise CheckpointError(
+        f"{log_dir}: no checkpoint found (no trained run and no {PRETRAINED}/ snapshot);"
+        " train one with: python3 train.py scripts/data"
+    )
+
+
+def _describe(refs) -> str:
+    steps = ", ".join(str(ref.step) for ref in refs)
+    return f"available steps: {steps}" if refs else "it holds no checkpoint"
+
+
+def _from_path(path: Path) -> CheckpointRef:
+    if path.with_name(path.name + ".index").exists():
+        match = re.match(rf"^{CHECKPOINT_PREFIX}-(\d+)$", path.name)
+        step = int(match.group(1)) if match else -1
+        run_dir = path.parent.parent
+        if not (run_dir / "config.json").exists():
+            run_dir = path.parent
+        return CheckpointRef(path, run_dir, step)
+    if path.is_dir():
+        refs = list_checkpoints(path) or run_checkpoints(path)
+        if refs:
+            return refs[-1]
+        raise CheckpointError(f"{path}: no checkpoint in this folder")
+    raise CheckpointError(f"{path}: no such checkpoint")
+
+
+def resolve_checkpoint(
+    spec: str | int = -1,
+    log_dir: str | os.PathLike = "log",
+    run_dir: str | os.PathLike | None = None,
+) -> CheckpointRef:
+    """Turn a ``--checkpoint`` argument into a checkpoint on disk.
+
+    Parameters
+    ----------
+    spec : str or int
+        ``-1`` newest, ``-k`` the k-th newest, ``N >= 0`` the one saved at step N, or a path.
+    log_dir : path
+        Where runs live; used when ``run_dir`` is not given.
+    run_dir : path, optional
+        Look only in this run.
+
+    Raises
+    ------
+    CheckpointError
+        Nothing matches; the message lists what is available.
+    """
+    text = str(spec).strip()
+    if not re.fullmatch(r"-?\d+", text):
+        return _from_path(Path(text))
+    index = int(text)
+    run = Path(run_dir) if run_dir is not None else default_run(log_dir)
+    refs = run_checkpoints(run)
+    if not refs:
+        raise CheckpointError(f"{run}: no checkpoint in this run")
+    if index < 0:
+        if -index > len(refs):
+            raise CheckpointError(
+                f"{run}: checkpoint {index} does not exist, there are only {len(refs)};"
+                f" {_describe(refs)}"
+            )
+        return refs[index]
+    for ref in refs:
+        if ref.step == index:
+            return ref
+    raise CheckpointError(f"{run}: no checkpoint saved at step {index}; {_describe(refs)}")
