@@ -1,0 +1,208 @@
+"""Make procedural raw material for combine.py, offline, in the layout download.py writes.
+
+Writes ``OUT/foreground/<family>_NNNNN.png`` (RGBA, soft alpha), ``OUT/background/bg_NNNNN.png``
+(opaque RGB, larger than the foregrounds and of varied aspect ratios) and appends one record per
+file to ``OUT/manifest.jsonl``. The foreground families (see ``scripts/procedural.py``) cover
+what makes matting hard: fur and hair strands, glass and smoke, lace with holes, motion and
+defocus blur, with textured interiors whose colours also occur in the backgrounds.
+
+Every item has its own random stream, ``SeedSequence(--seed, spawn_key=(kind, index))`` with
+kind 0 for foregrounds and 1 for backgrounds, so a run is byte-identical for a given seed
+whatever ``--workers`` is, and any single file can be made again on its own. A re-run keeps the
+files whose manifest record matches (same seed and size, same sha256) and makes the rest, so an
+interrupted run resumes and a deleted or damaged file is remade.
+
+Usage::
+
+    python3 scripts/synthesize.py                     # 60 + 60 images at 512 px into scripts/raw
+    python3 scripts/synthesize.py --out demo-out/raw --count 12 --backgrounds 12 --size 320
+    python3 scripts/synthesize.py --seed 7 --workers 2
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np
+from tqdm import tqdm
+
+from model.images import encode_png, write_bytes
+from model.manifest import append_record, read_records
+from scripts import procedural
+from scripts.cli import ArgumentParser, non_negative_int, positive_int
+from scripts.parallel import Workers
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "raw"
+MANIFEST = "manifest.jsonl"
+MIN_SIZE = 32
+KIND_CODES = {"foreground": 0, "background": 1}
+FOLDERS = {"foreground": "foreground", "background": "background"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file to make: its kind, index and generator, and where it goes under OUT."""
+
+    kind: str
+    index: int
+    family: str
+    seed: int
+    size: int
+
+    @property
+    def file(self) -> str:
+        stem = self.family if self.kind == "foreground" else "bg"
+        return f"{FOLDERS[self.kind]}/{stem}_{self.index:05d}.png"
+
+
+def item_rng(seed: int, kind: str, index: int) -> np.random.Generator:
+    """The random stream of one item.
+
+    Equal to ``SeedSequence(seed).spawn(2)[k].spawn(index + 1)[index]`` for kind code ``k``,
+    so no two items share a stream and none depends on how many items a run makes.
+    """
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(KIND_CODES[kind], index)))
+
+
+def render(item: Item) -> np.ndarray:
+    """The pixels of an item: RGBA HxWx4 for a foreground, RGB for a background (float32)."""
+    rng = item_rng(item.seed, item.kind, item.index)
+    if item.kind == "foreground":
+        colour, alpha = procedural.make_foreground(item.family, rng, item.size, item.size)
+        return np.concatenate([colour, alpha[..., None]], axis=2)
+    height, width = procedural.background_size(rng, item.size)
+    return procedural.make_background(rng, height, width)
+
+
+def make(task: tuple[Item, str]) -> dict:
+    """Render, encode and atomically write one item; return its manifest record."""
+    item, out = task
+    pixels = render(item)
+    data = encode_png(pixels)
+    write_bytes(Path(out) / item.file, data)
+    height, width = pixels.shape[:2]
+    return {
+        "kind": item.kind,
+        "file": item.file,
+        "status": "kept",
+        "reason": None,
+        "generator": item.family,
+        "seed": item.seed,
+        "index": item.index,
+        "size": item.size,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "width": width,
+        "height": height,
+    }
+
+
+def plan(count: int, backgrounds: int, size: int, seed: int) -> list[Item]:
+    """All items of a run; foreground families go round-robin so each is equally common."""
+    families = procedural.FOREGROUND_FAMILIES
+    items = [Item("foreground", i, families[i % len(families)], seed, size) for i in range(count)]
+    items += [Item("background", i, "clutter", seed, size) for i in range(backgrounds)]
+    return items
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def is_done(item: Item, out: Path, records: dict[str, dict]) -> bool:
+    """True when the file exists and its latest record says it was made by the same item."""
+    record = records.get(item.file)
+    if record is None or record.get("status") != "kept":
+        return False
+    same = all(
+        record.get(key) == value
+        for key, value in (("seed", item.seed), ("size", item.size), ("generator", item.family))
+    )
+    return same and record.get("sha256") == _sha256(out / item.file)
+
+
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
+        description="Make procedural foregrounds (RGBA) and backgrounds for combine.py.",
+    )
+    output = parser.add_argument_group("output")
+    output.add_argument(
+        "--out",
+        type=Path,
+        default=DEFAULT_OUT,
+        help="raw folder to fill: foreground/, background/, manifest.jsonl (default scripts/raw)",
+    )
+    amount = parser.add_argument_group("what to make")
+    amount.add_argument(
+        "--count", type=non_negative_int, default=60, help="foregrounds to make (default 60)"
+    )
+    amount.add_argument(
+        "--backgrounds", type=non_negative_int, default=60, help="backgrounds to make (default 60)"
+    )
+    amount.add_argument(
+        "--size",
+        type=positive_int,
+        default=512,
+        help=f"foreground side in pixels (square); backgrounds are 1.1-1.6x on their long side"
+        f" (default 512, at least {MIN_SIZE})",
+    )
+    amount.add_argument(
+        "--seed", type=non_negative_int, default=0, help="seed of the whole run (default 0)"
+    )
+    run = parser.add_argument_group("running")
+    run.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all CPU cores)",
+    )
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    options = build_parser().parse_args(args)
+    out: Path = options.out
+    if options.size < MIN_SIZE:
+        print(f"error: --size: must be at least {MIN_SIZE}, not {options.size}", file=sys.stderr)
+        return 2
+    if out.exists() and not out.is_dir():
+        print(f"error: {out}: not a folder", file=sys.stderr)
+        return 2
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        records = {r.get("file"): r for r in read_records(out / MANIFEST)}
+        items = plan(options.count, options.backgrounds, options.size, options.seed)
+        todo = [item for item in items if not is_done(item, out, records)]
+        kept = len(items) - len(todo)
+        with (
+            Workers(options.workers, preload=__name__) as workers,
+            tqdm(total=len(todo), desc="synthesize", unit="img") as bar,
+        ):
+            for record in workers.imap_unordered(make, [(item, str(out)) for item in todo]):
+                append_record(out / MANIFEST, record)
+                bar.update()
+    except OSError as error:
+        where = error.filename or out
+        print(f"error: {where}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"error: {out}: interrupted; run again to resume", file=sys.stderr)
+        return 130
+    foregrounds = sum(item.kind == "foreground" for item in items)
+    print(
+        f"{foregrounds} foregrounds and {len(items) - foregrounds} backgrounds in {out}"
+        f" ({len(todo)} made, {kept} already there); manifest: {out / MANIFEST}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
