@@ -1,0 +1,198 @@
+"""Matting GAN losses (``keras.ops`` only): alpha, composition, gradient and adversarial terms.
+
+Shapes used throughout:
+
+* ``alpha_pred``, ``alpha_true``: (B, H, W, 1) float in [0, 1]
+* ``trimap``: (B, H, W, 1) float in {0, 0.5, 1}; a pixel is unknown where |t - 0.5| < 0.25
+* ``fg``, ``bg``: (B, H, W, 3) float in [0, 1]
+* discriminator logits: (B, h, w, 1) float, raw (no sigmoid)
+
+Every loss is a float32 scalar. Masked means are taken over all unknown pixels of the batch
+together and are 0 when the batch has no unknown pixel.
+
+Example
+-------
+>>> weights = LossWeights(adversarial=0.05)
+>>> g = generator_losses(alpha_pred, alpha_true, trimap, fg, bg, weights, fake_logits=d_fake)
+>>> g["total"]                      # sum of weights * g[key] over the four terms
+>>> d = discriminator_losses(d_real, d_fake, weights.gan_mode)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keras import ops
+
+GAN_MODES = ("lsgan", "nonsaturating")
+LOSS_TERMS = ("alpha", "composition", "gradient", "adversarial")
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the generator loss terms and the GAN objective.
+
+    Attributes
+    ----------
+    alpha, composition, gradient : float
+        Weights of the alpha L1, composition L1 and alpha-gradient L1 terms.
+    adversarial : float
+        Weight of the adversarial term (``--d-coeff``); irrelevant without logits (``--no-gan``).
+    gan_mode : {"lsgan", "nonsaturating"}
+        Least-squares GAN (Mao et al. 2017) or the non-saturating logistic GAN.
+    """
+
+    alpha: float = 1.0
+    composition: float = 1.0
+    gradient: float = 0.0
+    adversarial: float = 0.05
+    gan_mode: str = "lsgan"
+
+    def __post_init__(self) -> None:
+        if self.gan_mode not in GAN_MODES:
+            raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {self.gan_mode!r}")
+        for name in LOSS_TERMS:
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"loss weight {name} must be >= 0, got {getattr(self, name)!r}")
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def unknown_mask(trimap):
+    """Float32 mask, 1 where the trimap is unknown (|t - 0.5| < 0.25), same shape as ``trimap``."""
+    return _f32(ops.abs(_f32(trimap) - 0.5) < 0.25)
+
+
+def _masked_mean(values, mask):
+    """sum(mask * values) / max(sum(mask), 1): the mean over masked entries, 0 if there are none.
+
+    ``mask`` broadcasts against ``values``; its count is scaled by the broadcast factor so a
+    (B, H, W, 1) mask over (B, H, W, 3) values averages over channels too.
+    """
+    mask = ops.broadcast_to(mask, ops.shape(values))
+    return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
+
+
+def _composite(alpha, fg, bg):
+    # The tensor twin of model.compositing.composite (numpy); losses need it differentiable.
+    return alpha * fg + (1.0 - alpha) * bg
+
+
+def _adversarial_generator(fake_logits, gan_mode: str):
+    fake_logits = _f32(fake_logits)
+    if gan_mode == "lsgan":
+        return ops.mean(ops.square(fake_logits - 1.0))
+    return ops.mean(ops.softplus(-fake_logits))
+
+
+def generator_losses(
+    alpha_pred, alpha_true, trimap, fg, bg, weights: LossWeights, fake_logits=None
+) -> dict:
+    r"""Generator loss terms and their weighted sum.
+
+    With U the unknown pixels (of the whole batch), |U| their count, and
+    :math:`I(\alpha) = \alpha F + (1 - \alpha) B`:
+
+    .. math::
+
+        L_\alpha = \frac{1}{|U|} \sum_{p \in U} |\hat\alpha_p - \alpha_p|
+
+        L_{comp} = \frac{1}{3|U|} \sum_{p \in U} \sum_{c} |I(\hat\alpha)_{pc} - I(\alpha)_{pc}|
+
+        L_{grad} = \frac{1}{|E|} \sum_{(p, q) \in E}
+                   |(\hat\alpha_q - \hat\alpha_p) - (\alpha_q - \alpha_p)|
+
+        L_{adv} = \mathrm{mean}((D(\hat I) - 1)^2) \; \text{(LSGAN)} \quad \text{or} \quad
+                  \mathrm{mean}(\mathrm{softplus}(-D(\hat I))) \; \text{(non-saturating)}
+
+        L_{total} = w_\alpha L_\alpha + w_{comp} L_{comp} + w_{grad} L_{grad} + w_{adv} L_{adv}
+
+    where E are the horizontally and vertically adjacent pixel pairs with at least one pixel in U
+    (forward differences).
+
+    Parameters
+    ----------
+    alpha_pred, alpha_true : tensor, float, shape (B, H, W, 1), values in [0, 1]
+    trimap : tensor, float, shape (B, H, W, 1), values in {0, 0.5, 1}
+    fg, bg : tensor, float, shape (B, H, W, 3), values in [0, 1]
+    weights : LossWeights
+    fake_logits : tensor, float, shape (B, h, w, 1), or None
+        Discriminator logits for the composite made with ``alpha_pred``; None (``--no-gan``)
+        makes the adversarial term 0.
+
+    Returns
+    -------
+    dict of str to float32 scalar tensors
+        Always the keys "alpha", "composition", "gradient", "adversarial" and "total".
+    """
+    alpha_pred, alpha_true = _f32(alpha_pred), _f32(alpha_true)
+    fg, bg = _f32(fg), _f32(bg)
+    mask = unknown_mask(trimap)  # (B, H, W, 1)
+
+    alpha_l1 = _masked_mean(ops.abs(alpha_pred - alpha_true), mask)
+
+    comp_diff = ops.abs(_composite(alpha_pred, fg, bg) - _composite(alpha_true, fg, bg))
+    composition = _masked_mean(comp_diff, mask)  # (B, H, W, 3) against a (B, H, W, 1) mask
+
+    err = alpha_pred - alpha_true  # the gradient difference is the gradient of the error
+    dx = ops.abs(err[:, :, 1:] - err[:, :, :-1])  # (B, H, W-1, 1)
+    dy = ops.abs(err[:, 1:] - err[:, :-1])  # (B, H-1, W, 1)
+    mask_x = ops.maximum(mask[:, :, 1:], mask[:, :, :-1])
+    mask_y = ops.maximum(mask[:, 1:], mask[:, :-1])
+    gradient = (ops.sum(dx * mask_x) + ops.sum(dy * mask_y)) / ops.maximum(
+        ops.sum(mask_x) + ops.sum(mask_y), 1.0
+    )
+
+    if fake_logits is None:
+        adversarial = ops.zeros((), dtype="float32")
+    else:
+        adversarial = _adversarial_generator(fake_logits, weights.gan_mode)
+
+    losses = {
+        "alpha": alpha_l1,
+        "composition": composition,
+        "gradient": gradient,
+        "adversarial": adversarial,
+    }
+    losses["total"] = sum(getattr(weights, key) * losses[key] for key in LOSS_TERMS)
+    return {key: _f32(value) for key, value in losses.items()}
+
+
+def discriminator_losses(real_logits, fake_logits, gan_mode: str = "lsgan") -> dict:
+    r"""Discriminator loss on real and fake composites.
+
+    .. math::
+
+        \text{LSGAN:} \quad L_{real} = \mathrm{mean}((D(I) - 1)^2), \quad
+        L_{fake} = \mathrm{mean}(D(\hat I)^2)
+
+        \text{non-saturating:} \quad L_{real} = \mathrm{mean}(\mathrm{softplus}(-D(I))), \quad
+        L_{fake} = \mathrm{mean}(\mathrm{softplus}(D(\hat I)))
+
+        L_{total} = (L_{real} + L_{fake}) / 2
+
+    The halving (pix2pix) slows D relative to G in both modes. softplus(-x) is the binary
+    cross-entropy of sigmoid(x) against label 1, in a numerically stable form.
+
+    Parameters
+    ----------
+    real_logits, fake_logits : tensor, float, shape (B, h, w, 1)
+        Raw logits for composites made with the true and with the predicted alpha.
+    gan_mode : {"lsgan", "nonsaturating"}
+
+    Returns
+    -------
+    dict of str to float32 scalar tensors with keys "real", "fake", "total".
+    """
+    if gan_mode not in GAN_MODES:
+        raise ValueError(f"gan_mode must be one of {GAN_MODES}, got {gan_mode!r}")
+    real_logits, fake_logits = _f32(real_logits), _f32(fake_logits)
+    if gan_mode == "lsgan":
+        real = ops.mean(ops.square(real_logits - 1.0))
+        fake = ops.mean(ops.square(fake_logits))
+    else:
+        real = ops.mean(ops.softplus(-real_logits))
+        fake = ops.mean(ops.softplus(fake_logits))
+    return {"real": real, "fake": fake, "total": 0.5 * (real + fake)}
