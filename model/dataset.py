@@ -1,0 +1,541 @@
+"""tf.data pipelines over a dataset folder written by ``scripts/combine.py``.
+
+Layout read (all five files of a sample have the same size; ``image`` is written last, so a
+sample is complete when ``image/NAME.png`` exists)::
+
+    <root>/<split>/{image,trimap,alpha,fg,bg}/NAME.png
+
+Training elements are augmented crops, made per sample in numpy/OpenCV and run in parallel
+inside ``tf.data`` (OpenCV releases the GIL while it decodes and resizes):
+
+1. a square window of side ``crop_size`` x {1, 1.5, 2} (clipped to the image) around a random
+   unknown pixel of the disk trimap, padded by reflection when the image is smaller, then
+   resized to ``crop_size`` (so the network also sees objects at half scale);
+2. a random horizontal flip;
+3. with probability ``RECOMPOSE_PROBABILITY``, a new background: a window of the same side from
+   the background of a random sample of the same split;
+4. colour jitter (hue, saturation, brightness) of the foreground and background independently;
+5. the trimap re-drawn from the cropped alpha with a random 1-29 px kernel, scaled with the crop;
+6. the image re-composited, ``image = composite(fg, alpha, bg)``, so the four arrays a training
+   step sees always satisfy the matting equation exactly (the disk image does only up to 8-bit
+   rounding, and not at all after jitter or re-composition).
+
+Every random choice of element ``i`` (counting across epochs) comes from a generator seeded
+with ``(seed, i)``, and the sample order of each epoch from ``(seed, epoch)``, so a dataset
+yields the same batches every time it is iterated, whatever the thread timing.
+
+Examples
+--------
+>>> from model.dataset import make_eval_dataset, make_train_dataset
+>>> train = make_train_dataset("scripts/data", crop_size=320, batch_size=8, seed=0)
+>>> batch = next(iter(train))  # {"image": (8, 320, 320, 3), "trimap": (8, 320, 320, 1), ...}
+>>> val = make_eval_dataset("scripts/data", "val", multiple=32, max_samples=50)
+>>> for sample in val:  # batch 1, padded to multiples of 32, with a "valid" mask
+...     pass
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import tensorflow as tf
+
+from model.compositing import composite, fit_background, trimap_from_alpha, unknown_crop_origin
+from model.images import ImageError, probe_image, trimap_from_uint8
+
+KINDS = ("image", "trimap", "alpha", "fg", "bg")
+"""Sub-folders of a split; every sample has one PNG in each."""
+
+CROP_SCALES = (1.0, 1.5, 2.0)
+"""Training windows are ``crop_size`` times one of these before being resized to ``crop_size``."""
+
+RECOMPOSE_PROBABILITY = 0.5
+"""Chance that a training crop gets another sample's background instead of its own."""
+
+TRIMAP_KERNEL_RANGE = (1, 29)
+"""Diameters (px, at the original scale) of the kernel that widens re-drawn unknown bands."""
+
+HUE_SHIFT_DEGREES = 10.0
+"""Colour jitter: hue is rotated by up to this many degrees either way."""
+
+SATURATION_RANGE = (0.75, 1.25)
+"""Colour jitter: chroma is multiplied by a factor drawn from this range."""
+
+BRIGHTNESS_RANGE = (0.8, 1.2)
+"""Colour jitter: all three channels are multiplied by a factor drawn from this range."""
+
+BACKGROUND_CACHE_BYTES = 64 * 2**20
+"""Decoded backgrounds kept in memory (an LRU of at most this many bytes, at least one image)."""
+
+_ORDER_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used; ``str(error)`` starts with the offending path."""
+
+
+def list_samples(root: str | os.PathLike, split: str) -> list[str]:
+    """Names of the complete samples of a split, sorted.
+
+    Parameters
+    ----------
+    root : path-like
+        The folder written by combine.py (``scripts/data``), holding ``<split>/``.
+    split : str
+        ``"train"``, ``"val"`` or ``"test"`` (any sub-folder name works).
+
+    Returns
+    -------
+    list of str
+        File stems ``NAME`` of every ``<root>/<split>/image/NAME.png``, in sorted order.
+
+    Raises
+    ------
+    DatasetError
+        The split folder is missing; it has no ``image/*.png``; a sample has an image but lacks
+        one of its other four files; or the five files of a sample are not all the same size.
+        The message names the folder or file. Sizes come from the PNG headers (no decoding).
+    """
+    split_dir = Path(root) / split
+    if not split_dir.is_dir():
+        raise DatasetError(
+            f"{split_dir}: no such dataset split (expected {split_dir / 'image' / '*.png'}"
+            " as written by scripts/combine.py)"
+        )
+    image_dir = split_dir / "image"
+    stems = sorted(path.stem for path in image_dir.glob("*.png")) if image_dir.is_dir() else []
+    if not stems:
+        raise DatasetError(
+            f"{image_dir}: no samples (expected NAME.png files as written by scripts/combine.py)"
+        )
+    for stem in stems:
+        _check_sample(split_dir, stem)
+    return stems
+
+
+def _check_sample(split_dir: Path, stem: str) -> None:
+    """Raise DatasetError unless all five files of ``stem`` exist with one size."""
+    image_path = split_dir / "image" / f"{stem}.png"
+    size = _header_size(image_path)
+    for kind in KINDS[1:]:
+        path = split_dir / kind / f"{stem}.png"
+        if not path.is_file():
+            raise DatasetError(f"{path}: missing (the sample has image/{stem}.png)")
+        other = _header_size(path)
+        if other != size:
+            raise DatasetError(
+                f"{path}: is {other[0]}x{other[1]} but {image_path} is {size[0]}x{size[1]};"
+                " all five files of a sample must be the same size"
+            )
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    try:
+        info = probe_image(path)
+    except ImageError as error:
+        raise DatasetError(str(error)) from None
+    return info.width, info.height
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    """Decode a colour PNG as uint8 (H, W, 3) in OpenCV's BGR order."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if pixels is None:
+        raise DatasetError(f"{path}: cannot read image")
+    return pixels
+
+
+def _read_grey(path: Path) -> np.ndarray:
+    """Decode a single-channel PNG as uint8 (H, W)."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if pixels is None:
+        raise DatasetError(f"{path}: cannot read image")
+    return pixels
+
+
+def _to_float(pixels: np.ndarray) -> np.ndarray:
+    """uint8 levels to float32 in [0, 1]; 255 maps to exactly 1.0."""
+    return pixels.astype(np.float32) / np.float32(255.0)
+
+
+def _bgr_to_rgb(pixels: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
+
+
+# NTSC YIQ: Y is luma, (I, Q) the chroma plane, in which a hue shift is a plain rotation.
+_RGB_TO_YIQ = np.array(
+    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64
+)
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+_BGR_TO_RGB = np.eye(3)[::-1]
+
+
+def _window(
+    pixels: np.ndarray, top: int, left: int, side: int, size: int, interpolation: int
+) -> np.ndarray:
+    """Cut ``side`` x ``side`` at (top, left), reflect-pad where the image ends, resize to ``size``.
+
+    Shrinking uses ``interpolation``; a window is only ever shrunk or kept (never enlarged).
+    """
+    patch = pixels[top : top + side, left : left + side]
+    pad_y, pad_x = side - patch.shape[0], side - patch.shape[1]
+    if pad_y or pad_x:
+        patch = cv2.copyMakeBorder(patch, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+    if side != size:
+        patch = cv2.resize(patch, (size, size), interpolation=interpolation)
+    return patch
+
+
+def _colour_matrix(rng: np.random.Generator) -> np.ndarray:
+    """A random 3x3 colour jitter that also turns OpenCV's BGR into RGB.
+
+    .. math:: M = b \\, Y^{-1} \\operatorname{diag}(1, s R_\\theta) \\, Y \\, P
+
+    with ``P`` the BGR-to-RGB permutation, ``Y`` the RGB-to-YIQ matrix, ``R_theta`` a rotation
+    of the chroma plane by the hue shift ``theta``, ``s`` the saturation factor and ``b`` the
+    brightness factor. One matrix product per pixel (``cv2.transform``) does all three, far
+    cheaper than a round trip through HSV.
+
+    Returns
+    -------
+    ndarray, float32, shape (3, 3)
+    """
+    theta = np.deg2rad(rng.uniform(-HUE_SHIFT_DEGREES, HUE_SHIFT_DEGREES))
+    saturation = rng.uniform(*SATURATION_RANGE)
+    brightness = rng.uniform(*BRIGHTNESS_RANGE)
+    cos, sin = np.cos(theta) * saturation, np.sin(theta) * saturation
+    chroma = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
+    return (brightness * _YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ @ _BGR_TO_RGB).astype(np.float32)
+
+
+def _to_rgb(bgr: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
+    """uint8 BGR to float32 RGB in [0, 1], through the colour ``matrix`` when one is given.
+
+    The matrix is applied to the 8-bit levels with rounding and saturation to [0, 255], so a
+    jittered colour is clipped to the valid range and stays an 8-bit level, like the data.
+    """
+    rgb = _bgr_to_rgb(bgr) if matrix is None else cv2.transform(bgr, matrix)
+    return _to_float(rgb)
+
+
+@functools.lru_cache(maxsize=8)
+def _epoch_order(seed: int, count: int, epoch: int) -> np.ndarray:
+    """The sample order of one training epoch: a permutation of ``range(count)``."""
+    return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(count)
+
+
+class _TrainSampler:
+    """Turns an element counter into one augmented training crop (runs in tf.data threads)."""
+
+    def __init__(
+        self,
+        split_dir: Path,
+        stems: list[str],
+        crop_size: int,
+        seed: int,
+        jitter: bool,
+        recompose: bool,
+        redraw_trimap: bool,
+    ):
+        self.split_dir = split_dir
+        self.stems = stems
+        self.crop_size = crop_size
+        self.seed = seed
+        self.jitter = jitter
+        self.recompose = recompose
+        self.redraw_trimap = redraw_trimap
+        self._backgrounds: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cached_bytes = 0
+        self._lock = threading.Lock()
+
+    def _path(self, kind: str, index: int) -> Path:
+        return self.split_dir / kind / f"{self.stems[index]}.png"
+
+    def _background(self, index: int) -> np.ndarray:
+        """Decoded uint8 BGR background of sample ``index``, from a small LRU."""
+        with self._lock:
+            if index in self._backgrounds:
+                self._backgrounds.move_to_end(index)
+                return self._backgrounds[index]
+        pixels = _read_rgb(self._path("bg", index))
+        with self._lock:
+            if index not in self._backgrounds:
+                self._backgrounds[index] = pixels
+                self._cached_bytes += pixels.nbytes
+            while self._cached_bytes > BACKGROUND_CACHE_BYTES and len(self._backgrounds) > 1:
+                self._cached_bytes -= self._backgrounds.popitem(last=False)[1].nbytes
+        return pixels
+
+    def __call__(self, counter: np.int64) -> tuple[np.ndarray, ...]:
+        counter = int(counter)
+        epoch, position = divmod(counter, len(self.stems))
+        index = int(_epoch_order(self.seed, len(self.stems), epoch)[position])
+        rng = np.random.default_rng([self.seed, _SAMPLE_STREAM, counter])
+        size = self.crop_size
+
+        alpha = _read_grey(self._path("alpha", index))
+        disk_trimap = _read_grey(self._path("trimap", index))
+        fg = _read_rgb(self._path("fg", index))
+        height, width = alpha.shape
+        for kind, pixels in (("trimap", disk_trimap), ("fg", fg)):
+            if pixels.shape[:2] != (height, width):
+                raise DatasetError(f"{self._path(kind, index)}: size differs from the alpha's")
+
+        side = round(size * float(rng.choice(CROP_SCALES)))
+        side = max(size, min(side, height, width))
+        top, left = unknown_crop_origin(trimap_from_uint8(disk_trimap), side, side, rng)
+        alpha = _window(alpha, top, left, side, size, cv2.INTER_AREA)
+        fg = _window(fg, top, left, side, size, cv2.INTER_AREA)
+        flip = bool(rng.random() < 0.5)
+
+        if self.recompose and rng.random() < RECOMPOSE_PROBABILITY:
+            bg = self._background(int(rng.integers(len(self.stems))))
+            bg_height, bg_width = bg.shape[:2]
+            if bg_height >= side and bg_width >= side:
+                bg_top = int(rng.integers(bg_height - side + 1))
+                bg_left = int(rng.integers(bg_width - side + 1))
+                bg = _window(bg, bg_top, bg_left, side, size, cv2.INTER_AREA)
+            else:
+                # Holds whole 0-255 levels: the resize worked on uint8.
+                bg = fit_background(bg, size, size, rng).astype(np.uint8)
+        else:
+            bg = _window(self._background(index), top, left, side, size, cv2.INTER_AREA)
+
+        if flip:
+            alpha, fg, bg = cv2.flip(alpha, 1), cv2.flip(fg, 1), cv2.flip(bg, 1)
+        alpha = _to_float(alpha)
+        fg = _to_rgb(fg, _colour_matrix(rng) if self.jitter else None)
+        bg = _to_rgb(bg, _colour_matrix(rng) if self.jitter else None)
+
+        if self.redraw_trimap:
+            low, high = TRIMAP_KERNEL_RANGE
+            kernel = max(1, round(int(rng.integers(low, high + 1)) * size / side))
+            trimap = trimap_from_alpha(alpha, kernel_size=kernel)
+        else:
+            trimap = _window(disk_trimap, top, left, side, size, cv2.INTER_NEAREST)
+            trimap = trimap_from_uint8(cv2.flip(trimap, 1) if flip else trimap)
+            # Resizing blends alpha across the band's edge; keep every partial pixel unknown.
+            trimap[(alpha > 0.0) & (alpha < 1.0)] = 0.5
+
+        image = composite(fg, alpha, bg)
+        np.clip(image, 0.0, 1.0, out=image)
+        return image, trimap[..., None], alpha[..., None], fg, bg
+
+
+def _as_dict(
+    shapes: dict[str, tuple[int | None, ...]],
+) -> Callable[..., dict[str, tf.Tensor]]:
+    """Name the tensors a numpy_function returned (in ``shapes`` order) and set their shapes."""
+
+    def name(*tensors: tf.Tensor) -> dict[str, tf.Tensor]:
+        out = {}
+        for (key, shape), tensor in zip(shapes.items(), tensors, strict=True):
+            tensor.set_shape(shape)
+            out[key] = tensor
+        return out
+
+    return name
+
+
+def _options() -> tf.data.Options:
+    options = tf.data.Options()
+    options.deterministic = True
+    return options
+
+
+def make_train_dataset(
+    root: str | os.PathLike,
+    split: str = "train",
+    *,
+    crop_size: int = 320,
+    batch_size: int = 8,
+    seed: int = 0,
+    jitter: bool = True,
+    recompose: bool = True,
+    redraw_trimap: bool = True,
+) -> tf.data.Dataset:
+    """Infinite, shuffled, augmented training batches (see the module docstring for the steps).
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder written by combine.py; samples are listed (and checked) immediately.
+    split : str
+        Sub-folder to read; recomposition backgrounds come from the same split.
+    crop_size : int
+        Side S of the square crops.
+    batch_size : int
+        Elements per batch B; every batch is full (the dataset repeats forever).
+    seed : int
+        Fixes the epoch orders and every augmentation: iterating twice gives identical batches.
+    jitter, recompose, redraw_trimap : bool
+        Turn off colour jitter, new backgrounds, or re-drawn trimaps (then the disk trimap is
+        cropped with the alpha, and every 0 < alpha < 1 pixel of the crop is marked unknown).
+
+    Returns
+    -------
+    tf.data.Dataset
+        Yields dicts of float32 tensors: ``image``, ``fg``, ``bg`` (B, S, S, 3) in [0, 1];
+        ``alpha`` (B, S, S, 1) in [0, 1]; ``trimap`` (B, S, S, 1) in {0, 0.5, 1}, whose
+        unknown region covers every 0 < alpha < 1 pixel. ``image`` equals
+        ``alpha * fg + (1 - alpha) * bg`` (float32 rounding aside). Prefetched.
+
+    Raises
+    ------
+    DatasetError
+        From :func:`list_samples`. A file that becomes unreadable during iteration surfaces as
+        a ``tf.errors.OpError`` whose message contains the DatasetError's.
+    """
+    if crop_size < 1 or batch_size < 1:
+        raise ValueError(f"crop_size and batch_size must be >= 1, not {crop_size}, {batch_size}")
+    stems = list_samples(root, split)
+    sampler = _TrainSampler(
+        Path(root) / split,
+        stems,
+        crop_size,
+        int(seed) % 2**63,
+        jitter,
+        recompose,
+        redraw_trimap,
+    )
+    shapes = {
+        "image": (crop_size, crop_size, 3),
+        "trimap": (crop_size, crop_size, 1),
+        "alpha": (crop_size, crop_size, 1),
+        "fg": (crop_size, crop_size, 3),
+        "bg": (crop_size, crop_size, 3),
+    }
+    name = _as_dict(shapes)
+
+    def load(counter: tf.Tensor) -> dict[str, tf.Tensor]:
+        tensors = tf.numpy_function(sampler, [counter], [tf.float32] * 5, stateful=False)
+        return name(*tensors)
+
+    dataset = tf.data.Dataset.counter(dtype=tf.int64)
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    dataset = dataset.batch(batch_size, drop_remainder=True)
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+class _EvalLoader:
+    """Turns a sample index into one un-augmented, padded evaluation sample."""
+
+    def __init__(self, split_dir: Path, stems: list[str], multiple: int, crop_size: int | None):
+        self.split_dir = split_dir
+        self.stems = stems
+        self.multiple = multiple
+        self.crop_size = crop_size
+
+    def __call__(self, index: np.int64) -> tuple[np.ndarray, ...]:
+        index = int(index)
+        stem = self.stems[index]
+        image = _read_rgb(self.split_dir / "image" / f"{stem}.png")
+        disk_trimap = _read_grey(self.split_dir / "trimap" / f"{stem}.png")
+        alpha = _read_grey(self.split_dir / "alpha" / f"{stem}.png")
+        fg = _read_rgb(self.split_dir / "fg" / f"{stem}.png")
+        bg = _read_rgb(self.split_dir / "bg" / f"{stem}.png")
+        trimap = trimap_from_uint8(disk_trimap)
+        arrays = [image, trimap, alpha, fg, bg]
+        for kind, pixels in zip(KINDS[1:], arrays[1:], strict=True):
+            if pixels.shape[:2] != image.shape[:2]:
+                raise DatasetError(f"{self.split_dir / kind / stem}.png: size differs from image")
+
+        if self.crop_size is not None:
+            crop_height = min(self.crop_size, image.shape[0])
+            crop_width = min(self.crop_size, image.shape[1])
+            rng = np.random.default_rng([_EVAL_STREAM, index])
+            top, left = unknown_crop_origin(trimap, crop_height, crop_width, rng)
+            arrays = [a[top : top + crop_height, left : left + crop_width] for a in arrays]
+        image, trimap, alpha, fg, bg = arrays
+        height, width = image.shape[:2]
+        pad_y = -height % self.multiple
+        pad_x = -width % self.multiple
+
+        def pad(pixels: np.ndarray) -> np.ndarray:
+            if pad_y or pad_x:
+                pixels = cv2.copyMakeBorder(pixels, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
+            return pixels
+
+        valid = np.zeros((height + pad_y, width + pad_x, 1), np.float32)
+        valid[:height, :width] = 1.0
+        return (
+            _to_float(_bgr_to_rgb(pad(image))),
+            pad(trimap)[..., None],
+            _to_float(pad(alpha))[..., None],
+            _to_float(_bgr_to_rgb(pad(fg))),
+            _to_float(_bgr_to_rgb(pad(bg))),
+            valid,
+        )
+
+
+def make_eval_dataset(
+    root: str | os.PathLike,
+    split: str = "val",
+    *,
+    multiple: int,
+    max_samples: int | None = None,
+    crop_size: int | None = None,
+) -> tf.data.Dataset:
+    """Un-augmented samples in sorted-name order, one per batch, padded for the network.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset folder written by combine.py.
+    split : str
+        Sub-folder to read (``"val"`` or ``"test"`` usually).
+    multiple : int
+        Height and width are padded (bottom and right, by reflection) up to multiples of this,
+        the generator's ``ModelConfig.multiple``.
+    max_samples : int, optional
+        Only the first ``max_samples`` names (sorted), for a quick validation.
+    crop_size : int, optional
+        Cut a window of at most ``crop_size`` x ``crop_size`` around an unknown pixel first,
+        the same window on every run (before padding; no resize, so pixels keep their scale).
+
+    Returns
+    -------
+    tf.data.Dataset
+        Yields dicts of float32 tensors with batch size 1 and H, W multiples of ``multiple``:
+        ``image`` (the disk composite), ``fg``, ``bg`` (1, H, W, 3) in [0, 1]; ``alpha``
+        (1, H, W, 1) in [0, 1]; ``trimap`` (1, H, W, 1) in {0, 0.5, 1} (the disk trimap);
+        ``valid`` (1, H, W, 1), 1.0 on the sample's own pixels (the top-left h x w) and 0.0 on
+        the padding. Element ``k`` is ``list_samples(root, split)[k]``.
+
+    Raises
+    ------
+    DatasetError
+        From :func:`list_samples`.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be >= 1, not {multiple}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1, not {max_samples}")
+    if crop_size is not None and crop_size < 1:
+        raise ValueError(f"crop_size must be >= 1, not {crop_size}")
+    stems = list_samples(root, split)[:max_samples]
+    loader = _EvalLoader(Path(root) / split, stems, multiple, crop_size)
+    shapes = {
+        "image": (None, None, 3),
+        "trimap": (None, None, 1),
+        "alpha": (None, None, 1),
+        "fg": (None, None, 3),
+        "bg": (None, None, 3),
+        "valid": (None, None, 1),
+    }
+    name = _as_dict(shapes)
+
+    def load(index: tf.Tensor) -> dict[str, tf.Tensor]:
+        tensors = tf.numpy_function(loader, [index], [tf.float32] * 6, stateful=False)
+        return name(*tensors)
+
+    dataset = tf.data.Dataset.range(len(stems))
+    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.batch(1).prefetch(tf.data.AUTOTUNE).with_options(_options())
