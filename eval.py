@@ -1,0 +1,379 @@
+"""Cut out the foreground of photos with a trained matting model, or evaluate the model.
+
+One image: writes OUT as an RGBA PNG whose alpha is the predicted matte (the trimap's known
+regions clamped) and whose colours are the estimated foreground (pymatting
+``estimate_foreground_ml``), so no fringe of the old background remains::
+
+    python3 eval.py photo.jpg trimap.png out.png
+    python3 eval.py photo.jpg trimap.png out.png --checkpoint -2 --alpha matte.png
+    python3 eval.py photo.jpg trimap.png out.png --background 0,255,0 --mask-threshold 0.5
+    python3 eval.py photo.jpg trimap.png out.png --background '#00ff00'
+    python3 eval.py photo.jpg trimap.png out.png --background beach.jpg
+
+Extra outputs sit beside OUT: ``--background`` writes ``<OUT stem>_composite.png`` (RGB) and
+``--mask-threshold`` writes ``<OUT stem>_mask.png`` (0/255) and ``<OUT stem>_soft_mask.png``
+(the matte, 8-bit grey).
+
+Batch mode: give folders. Trimaps are matched to images by file stem; outputs are
+``OUT/<stem>.png`` (and ``--alpha`` names a folder too). A bad file is reported and skipped;
+the exit status is non-zero at the end if any failed::
+
+    python3 eval.py photos/ trimaps/ cutouts/ --alpha mattes/
+
+Evaluation on any folder with ``image/``, ``trimap/`` and ``alpha/`` (matched by stem): prints
+mean SAD, MSE x 10^-3, Grad, Conn and seconds per image for the model and pymatting's
+closed-form and KNN matting, and writes a CSV and a figure (input | trimap | closed-form | KNN |
+ours | ground truth)::
+
+    python3 eval.py --evaluate scripts/data/test
+    python3 eval.py --evaluate scripts/data/test --methods ours,closed-form --limit 10
+
+The checkpoint defaults to the newest trained run under ``--log-dir``, else its ``pretrained/``.
+Bad input gives one line ``error: <file>: <problem>`` on stderr and exit status 2; a runtime
+failure gives exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+# Before TensorFlow is imported (lazily, by model.inference): keep its start-up chatter quiet.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from model.checkpoints import PRETRAINED, CheckpointError
+from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
+from model.images import ImageError, encode_png, read_image, read_trimap, write_bytes
+from model.inference import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_OVERLAP,
+    DEFAULT_TILE,
+    binary_mask,
+    composite_onto,
+    parse_background,
+)
+from scripts.cli import ArgumentParser, non_negative_int, positive_int
+
+BAD_INPUT = 2
+RUNTIME_FAILURE = 1
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(
+        prog="eval.py",
+        description="Cut out foregrounds with the matting model, or evaluate it.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n", 2)[2],
+    )
+    files = parser.add_argument_group("files (a file each, or three folders for batch mode)")
+    files.add_argument("input", nargs="?", type=Path, help="photo (or a folder of photos)")
+    files.add_argument("trimap", nargs="?", type=Path, help="trimap 0/128/255 (or a folder)")
+    files.add_argument("output", nargs="?", type=Path, help="RGBA PNG to write (or a folder)")
+
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--checkpoint",
+        default="-1",
+        help="-1 newest, -2 the one before, N the step, or a path (default: -1)",
+    )
+    model.add_argument(
+        "--log-dir", type=Path, default=Path("log"), help="runs folder (default: log)"
+    )
+    model.add_argument(
+        "--max-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_PIXELS,
+        help="run in one pass up to this many pixels, tile above (default: %(default)s)",
+    )
+    model.add_argument(
+        "--tile",
+        type=positive_int,
+        default=DEFAULT_TILE,
+        help="tile side in pixels (default: %(default)s)",
+    )
+    model.add_argument(
+        "--overlap",
+        type=non_negative_int,
+        default=DEFAULT_OVERLAP,
+        help="pixels shared by neighbouring tiles (default: %(default)s)",
+    )
+
+    outputs = parser.add_argument_group("extra outputs")
+    outputs.add_argument("--alpha", type=Path, help="also write the matte (8-bit grey PNG)")
+    outputs.add_argument(
+        "--background",
+        metavar="COLOUR|IMAGE",
+        help="also composite onto a colour (0,255,0 or #00ff00) or an image: OUT_composite.png",
+    )
+    outputs.add_argument(
+        "--mask-threshold",
+        type=unit_interval,
+        metavar="T",
+        help="also write alpha >= T as OUT_mask.png and the matte as OUT_soft_mask.png",
+    )
+
+    evaluation = parser.add_argument_group("evaluation")
+    evaluation.add_argument(
+        "--evaluate", type=Path, metavar="DATA", help="folder with image/, trimap/, alpha/"
+    )
+    evaluation.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma-separated subset of %(default)s",
+    )
+    evaluation.add_argument(
+        "--limit", type=positive_int, metavar="N", help="only the first N samples"
+    )
+    evaluation.add_argument(
+        "--csv", type=Path, help="summary CSV (default: <run>/evaluation/ or ./evaluation/)"
+    )
+    evaluation.add_argument("--figure", type=Path, help="figure PNG (default: beside the CSV)")
+    evaluation.add_argument(
+        "--figure-samples",
+        type=non_negative_int,
+        default=4,
+        metavar="N",
+        help="rows in the figure (default: 4)",
+    )
+    return parser
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit together; ``str(error)`` is ``"<argument>: <problem>"``."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to cut out and the files to write for it."""
+
+    image: Path
+    trimap: Path | None
+    output: Path
+    alpha: Path | None
+
+
+def extra_paths(output: Path) -> dict[str, Path]:
+    """Where ``--background`` and ``--mask-threshold`` write, beside ``output``."""
+    return {
+        kind: output.with_name(f"{output.stem}_{kind}.png")
+        for kind in ("composite", "mask", "soft_mask")
+    }
+
+
+def _is_png_name(path: Path) -> bool:
+    return path.suffix.lower() == ".png"
+
+
+def _load_matter(args: argparse.Namespace):
+    from model.inference import Matter
+
+    return Matter.load(
+        args.checkpoint,
+        args.log_dir,
+        max_pixels=args.max_pixels,
+        tile=args.tile,
+        overlap=args.overlap,
+    )
+
+
+def _encode_outputs(job: Job, matte, background, threshold: float | None) -> dict[Path, bytes]:
+    """Every file of one job, encoded in memory, so a failure writes none of them."""
+    files = {job.output: encode_png(matte.rgba)}
+    if job.alpha is not None:
+        files[job.alpha] = encode_png(matte.alpha)
+    extra = extra_paths(job.output)
+    if background is not None:
+        composite = composite_onto(matte.foreground, matte.alpha, background)
+        files[extra["composite"]] = encode_png(composite)
+    if threshold is not None:
+        mask = binary_mask(matte.alpha, threshold)
+        files[extra["mask"]] = encode_png(mask.astype("uint8") * 255)
+        files[extra["soft_mask"]] = encode_png(matte.alpha)
+    return files
+
+
+def _write_all(files: dict[Path, bytes]) -> None:
+    """Write each file atomically; if one fails, remove those this call already wrote."""
+    written = []
+    try:
+        for path, data in files.items():
+            write_bytes(path, data)
+            written.append(path)
+    except OSError as error:
+        for path in written:
+            path.unlink(missing_ok=True)
+        raise ImageError(path, f"cannot write ({error.strerror or error})") from None
+
+
+def process(job: Job, matter, background, threshold: float | None, *, image=None, trimap=None):
+    """Read (unless given), cut out and write one job; raises ImageError for a bad file."""
+    if image is None:
+        image = read_image(job.image)
+    if trimap is None:
+        if job.trimap is None:
+            raise ImageError(job.image, "no trimap with the same file stem")
+        trimap = read_trimap(job.trimap, shape=image.shape[:2])
+    matte = matter.extract(image, trimap)
+    _write_all(_encode_outputs(job, matte, background, threshold))
+
+
+def _check_common(args: argparse.Namespace):
+    """Validate options shared by single and batch mode; returns the parsed background."""
+    if args.overlap > args.tile // 2:
+        raise UsageError(f"--overlap: {args.overlap} is more than half of --tile {args.tile}")
+    return parse_background(args.background) if args.background is not None else None
+
+
+def run_single(args: argparse.Namespace) -> int:
+    for path in (args.output, args.alpha):
+        if path is not None and not _is_png_name(path):
+            raise UsageError(f"{path}: outputs are PNG files; give the name a .png extension")
+    background = _check_common(args)
+    # Read before loading the model: a bad file is reported in a second, not after TensorFlow.
+    image = read_image(args.input)
+    trimap = read_trimap(args.trimap, shape=image.shape[:2])
+    matter = _load_matter(args)
+    job = Job(args.input, args.trimap, args.output, args.alpha)
+    process(job, matter, background, args.mask_threshold, image=image, trimap=trimap)
+    return 0
+
+
+def batch_jobs(args: argparse.Namespace) -> list[Job]:
+    """One Job per image in the input folder, its trimap matched by stem (None if missing)."""
+    if not args.trimap.is_dir():
+        raise UsageError(f"{args.trimap}: the input is a folder, so the trimap must be one too")
+    for folder in (args.output, args.alpha):
+        if folder is not None and folder.exists() and not folder.is_dir():
+            raise UsageError(f"{folder}: batch mode writes into a folder, but this is a file")
+    images = images_by_stem(args.input)
+    if not images:
+        raise UsageError(f"{args.input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+    trimaps = images_by_stem(args.trimap)
+    return [
+        Job(
+            path,
+            trimaps.get(stem),
+            args.output / f"{stem}.png",
+            args.alpha / f"{stem}.png" if args.alpha is not None else None,
+        )
+        for stem, path in images.items()
+    ]
+
+
+def run_batch(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    background = _check_common(args)
+    jobs = batch_jobs(args)
+    matter = _load_matter(args)
+    failures = {}
+    for job in tqdm(jobs, desc="cut out", unit="image", file=sys.stderr):
+        try:
+            process(job, matter, background, args.mask_threshold)
+        except ImageError as error:
+            failures[job.image] = BAD_INPUT
+            tqdm.write(f"error: {error}", file=sys.stderr)
+        except Exception as error:  # one failing image must not stop the rest of the batch
+            failures[job.image] = RUNTIME_FAILURE
+            tqdm.write(f"error: {job.image}: {_first_line(error)}", file=sys.stderr)
+    print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} to {args.output}", file=sys.stderr)
+    if failures:
+        print(f"error: {len(failures)} of {len(jobs)} images failed", file=sys.stderr)
+        return min(failures.values())
+    return 0
+
+
+def _default_outputs(args: argparse.Namespace, matter) -> tuple[Path, Path]:
+    """CSV and figure paths: ``<run>/evaluation/`` for a trained run, else ``./evaluation/``."""
+    label = args.evaluate.resolve().name
+    folder = Path("evaluation")
+    if matter is not None:
+        label += f"-step{matter.ref.step}"
+        if matter.ref.run_dir.name != PRETRAINED:
+            folder = matter.ref.run_dir / "evaluation"
+    csv_path = args.csv or folder / f"{label}.csv"
+    figure = args.figure or csv_path.with_suffix(".png")
+    return csv_path, figure
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from model import evaluation
+    from model.images import write_png
+
+    if any(path is not None for path in (args.input, args.trimap, args.output)):
+        raise UsageError("--evaluate: takes a dataset folder; give no input/trimap/output files")
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in METHODS]
+    if unknown or not methods:
+        raise UsageError(f"--methods: {args.methods!r}; choose from {', '.join(METHODS)}")
+    samples = evaluation.find_samples(args.evaluate, args.limit)
+    skipped = evaluation.unmatched(args.evaluate)
+    if skipped:
+        print(
+            f"warning: {len(skipped)} images without a trimap or alpha are skipped:"
+            f" {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}",
+            file=sys.stderr,
+        )
+    matter = _load_matter(args) if "ours" in methods else None
+    report = evaluation.evaluate(
+        samples,
+        methods,
+        matter,
+        figure_samples=args.figure_samples,
+        on_error=lambda message: print(f"error: {message}", file=sys.stderr),
+    )
+    rows = evaluation.summarise(report.results)
+    print(evaluation.format_table(rows))
+    csv_path, figure_path = _default_outputs(args, matter)
+    samples_csv = csv_path.with_name(f"{csv_path.stem}_samples.csv")
+    evaluation.write_summary_csv(csv_path, rows)
+    evaluation.write_samples_csv(samples_csv, report.results)
+    if report.panels:
+        write_png(figure_path, evaluation.make_figure(report.panels, methods))
+    print(f"wrote {csv_path}, {samples_csv} and {figure_path}", file=sys.stderr)
+    return BAD_INPUT if report.unreadable else 0
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = build_parser()
+    options = parser.parse_args(args)
+    try:
+        if options.evaluate is not None:
+            return run_evaluate(options)
+        if options.input is None or options.trimap is None or options.output is None:
+            raise UsageError("arguments: give INPUT TRIMAP OUTPUT, or --evaluate DATA")
+        if options.input.is_dir():
+            return run_batch(options)
+        return run_single(options)
+    except (ImageError, CheckpointError, EvaluationError, UsageError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return BAD_INPUT
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the contract is one line on stderr, never a traceback
+        print(f"error: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        return RUNTIME_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

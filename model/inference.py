@@ -1,0 +1,473 @@
+"""Run a trained generator on images of any size and cut out the foreground.
+
+The network needs inputs whose sides are multiples of ``ModelConfig.multiple``, and its memory
+grows with the pixel count (about 0.8 KB per pixel for the default ``ModelConfig()``: a
+1-megapixel image peaks near 1.4 GB of resident memory with TensorFlow itself). So:
+
+* an image whose padded size fits ``max_pixels`` runs in one pass, reflect-padded to the
+  multiple and cropped back;
+* a larger one runs in fixed-size square tiles (``tile`` pixels, ``overlap`` pixels shared with
+  each neighbour), one tile at a time, blended with linear (feathered) weights so no seam shows;
+* tiles without an unknown trimap pixel are skipped: clamping would overwrite them anyway;
+* the trimap's known regions are clamped (0 background, 1 foreground) in the result.
+
+Foreground colours come from pymatting's multi-level ``estimate_foreground_ml`` (Germer et al.
+2020) at full resolution. It needs about 60 bytes per pixel (0.7 GB at 12 megapixels) on top of
+the image, which stays well inside a 3 GB budget, so it is not tiled: tiling would change its
+coarse-to-fine result along tile seams.
+
+TensorFlow and pymatting are imported on first use, so a command can check its arguments and
+files (and :func:`parse_background` or :func:`binary_mask` can be used) without loading them.
+
+Example
+-------
+>>> matter = Matter.load("-1", log_dir="log")          # once
+>>> matte = matter.extract(image, trimap)              # many times; thread-safe
+>>> write_png("out.png", matte.rgba)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import math
+import re
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import ImageColor
+
+from model.checkpoints import CheckpointError, CheckpointRef, resolve_checkpoint
+from model.compositing import composite, fit_background
+from model.images import TRIMAP_UNKNOWN, ImageError, read_image
+
+DEFAULT_MAX_PIXELS = 2_000_000
+"""Largest padded image (height x width) run in one pass; about 2.2 GB peak (default model)."""
+
+DEFAULT_TILE = 1024
+"""Side of the square tiles used above ``max_pixels``."""
+
+DEFAULT_OVERLAP = 64
+"""Pixels each tile shares with its neighbour; blended with linear weights."""
+
+Colour = tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Matte:
+    """The result of :meth:`Matter.extract`.
+
+    Attributes
+    ----------
+    alpha : ndarray, float32, shape (H, W), values in [0, 1]
+    foreground : ndarray, float32, shape (H, W, 3), values in [0, 1]
+        Estimated foreground colours F of I = alpha F + (1 - alpha) B, free of the old
+        background's tint at the edges.
+    """
+
+    alpha: np.ndarray
+    foreground: np.ndarray
+
+    @property
+    def rgba(self) -> np.ndarray:
+        """float32 (H, W, 4): foreground RGB ++ alpha, the cut-out as one straight-alpha image."""
+        return np.concatenate([self.foreground, self.alpha[..., None]], axis=2)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _check_pair(image: np.ndarray, trimap: np.ndarray) -> None:
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be (H, W, 3), got shape {image.shape}")
+    if trimap.shape != image.shape[:2]:
+        raise ValueError(f"trimap shape {trimap.shape} differs from the image's {image.shape[:2]}")
+
+
+def _network_input(image: np.ndarray, trimap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(1, height, width, 4) float32: RGB ++ trimap, reflect-padded at the bottom and right.
+
+    Reflection continues the image's own texture into the padding, so the network sees no
+    artificial edge at the border (zero padding would look like a black frame).
+    """
+    stacked = np.concatenate([image, trimap[..., None]], axis=2, dtype=np.float32)
+    pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
+    if pad[0][1] or pad[1][1]:
+        stacked = np.pad(stacked, pad, mode="reflect")
+    return stacked[None]
+
+
+def tile_origins(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
+    """Start offsets of tiles of length ``tile`` covering ``0..size`` with at least ``overlap``.
+
+    Every origin is a multiple of ``multiple`` (``tile`` must be one too). A U-Net with ``d``
+    poolings is only shift-equivariant for shifts by multiples of ``2**d``, so aligned tiles
+    see the same pooling grid as the whole image and agree with it away from their edges.
+    Tiles advance by ``tile - overlap`` rounded down to the multiple; the last one ends at
+    ``size`` rounded up to the multiple, where it is reflect-padded like the whole image is.
+
+    Returns
+    -------
+    list of int, increasing, first 0; a ``size`` up to ``tile`` gives ``[0]``.
+    """
+    padded = _round_up(size, multiple)
+    if padded <= tile:
+        return [0]
+    stride = max((tile - overlap) // multiple * multiple, multiple)
+    count = math.ceil((padded - tile) / stride) + 1
+    return [min(index * stride, padded - tile) for index in range(count)]
+
+
+def feather(length: int, overlap: int) -> np.ndarray:
+    """1-D blending weights for one tile side: linear ramps at both ends, 1 in between.
+
+    .. math:: w_i = \\min\\left(1, \\frac{i + 1}{o + 1}, \\frac{n - i}{o + 1}\\right)
+
+    With ``n = length`` and ``o = overlap``. Where two tiles overlap by ``o`` pixels their ramps
+    cross, so each pixel's blend moves linearly from one tile to the next; every weight is
+    positive, so a pixel covered by one tile alone keeps that tile's value after normalising.
+
+    Returns
+    -------
+    ndarray, float32, shape (length,), values in (0, 1].
+    """
+    index = np.arange(length, dtype=np.float32)
+    ramp = np.minimum(index + 1, length - index) / np.float32(overlap + 1)
+    return np.minimum(ramp, 1.0).astype(np.float32)
+
+
+def clamp_to_trimap(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+    """Set alpha to the trimap where the trimap is certain (``networks.clamp_known`` in numpy).
+
+    Parameters
+    ----------
+    alpha : ndarray, float32, shape (H, W), values in [0, 1]
+    trimap : ndarray, float32, shape (H, W), values {0, 0.5, 1}
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W): exactly 0 in background, exactly 1 in foreground.
+    """
+    unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+    return np.where(unknown, alpha, trimap > 0.5).astype(np.float32)
+
+
+def estimate_foreground(image: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """Foreground colours F for I = alpha F + (1 - alpha) B (pymatting ``estimate_foreground_ml``).
+
+    Parameters
+    ----------
+    image : ndarray, float32, shape (H, W, 3), values in [0, 1]
+    alpha : ndarray, float32, shape (H, W), values in [0, 1]
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, 3), values in [0, 1]
+    """
+    if max(alpha.shape) < 2:
+        # The multi-level solver divides by log2 of the longest side; one pixel has nothing to
+        # separate, and its colour is the best estimate of F.
+        return image.astype(np.float32, copy=True)
+    # pymatting compiles numba kernels on import: load it only when a matte is extracted.
+    from pymatting import estimate_foreground_ml
+
+    return np.asarray(estimate_foreground_ml(image, alpha), dtype=np.float32)
+
+
+class Matter:
+    """A generator loaded once, predicting alpha mattes for any number of images.
+
+    Parameters
+    ----------
+    generator : keras.Model
+        ``(1, H, W, 4) -> (1, H, W, 1)`` as built by ``model.networks.build_generator``.
+    config : ModelConfig
+        Its architecture; ``config.multiple`` sets the padding.
+    ref : CheckpointRef, optional
+        Where the weights came from (None for an untrained model, e.g. in benchmarks).
+    max_pixels : int
+        Padded images up to this many pixels run in one pass; larger ones are tiled.
+    tile, overlap : int
+        Tile side (rounded up to ``config.multiple``) and the overlap between neighbours.
+
+    Notes
+    -----
+    Calls are serialised by a lock: TensorFlow already spreads one call over all cores, and two
+    concurrent calls would double the peak memory. Each new input shape is traced once; tiles
+    all have one shape, so a tiled image costs a single trace.
+    """
+
+    def __init__(
+        self,
+        generator,
+        config,
+        ref: CheckpointRef | None = None,
+        *,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        tile: int = DEFAULT_TILE,
+        overlap: int = DEFAULT_OVERLAP,
+    ):
+        import tensorflow as tf
+
+        multiple = config.multiple
+        tile = _round_up(max(tile, multiple), multiple)
+        if max_pixels < 1:
+            raise ValueError(f"max_pixels must be positive, got {max_pixels}")
+        if not 0 <= overlap <= tile // 2:
+            raise ValueError(f"overlap must be between 0 and half the tile ({tile // 2})")
+        self.generator = generator
+        self.config = config
+        self.ref = ref
+        self.max_pixels = max_pixels
+        self.tile = tile
+        self.overlap = overlap
+        self._lock = threading.Lock()
+        # autograph=False: a functional Keras model has no Python control flow to convert.
+        self._forward = tf.function(lambda batch: generator(batch, training=False), autograph=False)
+
+    @classmethod
+    def load(cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", **options) -> Matter:
+        """Build the generator described by the run's ``config.json`` and restore its weights.
+
+        Parameters
+        ----------
+        checkpoint : str or int
+            ``-1`` newest, ``-k`` k-th newest, ``N >= 0`` saved at step N, or a path; see
+            ``model.checkpoints.resolve_checkpoint`` (newest trained run, else
+            ``log_dir/pretrained``).
+        log_dir : path
+        **options
+            ``max_pixels``, ``tile``, ``overlap`` for :class:`Matter`.
+
+        Raises
+        ------
+        CheckpointError
+            No such checkpoint, an unreadable one, or one saved from another architecture than
+            its ``config.json`` describes; the message is one line naming the file.
+        """
+        ref = resolve_checkpoint(checkpoint, log_dir)
+        config = model_config(ref)
+        generator = _restore_generator(ref, config)
+        return cls(generator, config, ref, **options)
+
+    def predict_alpha(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
+        """Alpha matte for one image.
+
+        Parameters
+        ----------
+        image : ndarray, float32, shape (H, W, 3), values in [0, 1]; any H, W >= 1
+        trimap : ndarray, float32, shape (H, W), values {0, 0.5, 1}
+
+        Returns
+        -------
+        ndarray, float32, shape (H, W), values in [0, 1]; exactly the trimap where it is 0 or 1.
+        """
+        _check_pair(image, trimap)
+        unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+        if not unknown.any():
+            return clamp_to_trimap(np.zeros(trimap.shape, np.float32), trimap)
+        multiple = self.config.multiple
+        height, width = trimap.shape
+        padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
+        with self._lock:
+            if padded_h * padded_w <= self.max_pixels:
+                batch = _network_input(image, trimap, padded_h, padded_w)
+                alpha = self._run(batch)[:height, :width]
+            else:
+                alpha = self._predict_tiled(image, trimap, unknown)
+        return clamp_to_trimap(alpha, trimap)
+
+    def extract(self, image: np.ndarray, trimap: np.ndarray) -> Matte:
+        """Alpha (:meth:`predict_alpha`) and foreground colours (:func:`estimate_foreground`)."""
+        alpha = self.predict_alpha(image, trimap)
+        return Matte(alpha, estimate_foreground(image, alpha))
+
+    def warm_up(self, height: int, width: int) -> None:
+        """Trace the network for inputs of this size, so a timed call measures only the run."""
+        image = np.zeros((height, width, 3), np.float32)
+        self.predict_alpha(image, np.full((height, width), TRIMAP_UNKNOWN, np.float32))
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        """(1, h, w, 4) float32 -> (h, w) float32 alpha, unclamped."""
+        return self._forward(batch).numpy()[0, :, :, 0]
+
+    def _tile_windows(self, height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
+        multiple = self.config.multiple
+        tile_h = min(self.tile, _round_up(height, multiple))
+        tile_w = min(self.tile, _round_up(width, multiple))
+        for top in tile_origins(height, tile_h, self.overlap, multiple):
+            for left in tile_origins(width, tile_w, self.overlap, multiple):
+                yield top, left, tile_h, tile_w
+
+    def _predict_tiled(
+        self, image: np.ndarray, trimap: np.ndarray, unknown: np.ndarray
+    ) -> np.ndarray:
+        """Blend tiles: alpha = sum_t w_t alpha_t / sum_t w_t over the tiles covering a pixel.
+
+        Every tile has the same padded shape (one trace). Pixels that no computed tile covers lie
+        in tiles without unknown pixels and are set by the clamp afterwards.
+        """
+        height, width = trimap.shape
+        total = np.zeros((height, width), np.float32)
+        weights = np.zeros((height, width), np.float32)
+        for top, left, tile_h, tile_w in self._tile_windows(height, width):
+            rows = slice(top, min(top + tile_h, height))
+            cols = slice(left, min(left + tile_w, width))
+            if not unknown[rows, cols].any():
+                continue
+            batch = _network_input(image[rows, cols], trimap[rows, cols], tile_h, tile_w)
+            alpha = self._run(batch)
+            weight = np.outer(feather(tile_h, self.overlap), feather(tile_w, self.overlap))
+            used_h, used_w = rows.stop - top, cols.stop - left
+            total[rows, cols] += alpha[:used_h, :used_w] * weight[:used_h, :used_w]
+            weights[rows, cols] += weight[:used_h, :used_w]
+        np.divide(total, weights, out=total, where=weights > 0)
+        return total
+
+
+def model_config(ref: CheckpointRef):
+    """The ``ModelConfig`` stored in the run's ``config.json``; CheckpointError if unusable."""
+    from model.networks import ModelConfig
+
+    config_path = ref.run_dir / "config.json"
+    section = ref.config.get("model")
+    if not isinstance(section, dict):
+        raise CheckpointError(f'{config_path}: no "model" section describing the architecture')
+    try:
+        return ModelConfig.from_dict(section)
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: invalid model config ({error})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+def _restore_generator(ref: CheckpointRef, config) -> Any:
+    """Build the generator and restore it, mapping every failure to a one-line CheckpointError."""
+    import tensorflow as tf
+
+    from model.networks import build_generator
+
+    # The weights come from the checkpoint; never download ImageNet weights just to overwrite them.
+    generator = build_generator(dataclasses.replace(config, encoder_weights=None))
+    checkpoint = tf.train.Checkpoint(generator=generator)
+    problem = None
+    try:
+        status = checkpoint.restore(str(ref.path))
+        # The training checkpoint also holds the discriminator and optimizers; ignore them.
+        status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
+        problem = (
+            f"the checkpoint does not match the architecture in"
+            f" {ref.run_dir / 'config.json'} ({_first_line(error)})"
+        )
+    except Exception as error:  # a damaged file surfaces as OpError, IndexError, OSError, ...
+        problem = f"unreadable checkpoint ({_first_line(error)})"
+    if problem is not None:
+        # A failed restore leaves deferred values behind, and TensorFlow logs them when the
+        # objects are collected; drop them now, quietly, so the error stays one line.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        del checkpoint, generator
+        gc.collect()
+        logger.setLevel(level)
+        raise CheckpointError(f"{ref.path}: {problem}")
+    return generator
+
+
+_RGB_TRIPLE = re.compile(r"^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*$")
+
+
+def parse_colour(text: str) -> Colour | None:
+    """``"0,255,0"``, ``"#00ff00"``, ``"#0f0"`` or a CSS name -> RGB in [0, 1], else None."""
+    match = _RGB_TRIPLE.match(text)
+    if match:
+        values = [int(group) for group in match.groups()]
+        if max(values) > 255:
+            return None
+    else:
+        try:
+            values = ImageColor.getrgb(text.strip())[:3]
+        except ValueError:
+            return None
+    red, green, blue = (value / 255.0 for value in values)
+    return red, green, blue
+
+
+def parse_background(text_or_path: str | Path) -> Colour | np.ndarray:
+    """A ``--background`` argument: a colour, or an image file.
+
+    Parameters
+    ----------
+    text_or_path : str or path
+        ``"R,G,B"`` with 0-255 integers, ``"#rrggbb"``/``"#rgb"``, a CSS colour name such as
+        ``"white"``, or the path of an image.
+
+    Returns
+    -------
+    (r, g, b) floats in [0, 1], or ndarray float32 (H, W, 3) in [0, 1].
+
+    Raises
+    ------
+    ImageError
+        Neither a colour nor a readable image; the message names the argument.
+    """
+    text = str(text_or_path)
+    colour = None if Path(text).exists() else parse_colour(text)
+    if colour is not None:
+        return colour
+    if not Path(text).exists():
+        raise ImageError(text, "neither a colour (R,G,B or #rrggbb) nor an existing image file")
+    return read_image(text)
+
+
+def composite_onto(
+    foreground: np.ndarray, alpha: np.ndarray, background: Colour | np.ndarray
+) -> np.ndarray:
+    """Place a cut-out over a plain colour or a new background image.
+
+    .. math:: C = \\alpha F + (1 - \\alpha) B
+
+    Parameters
+    ----------
+    foreground : ndarray, float32, shape (H, W, 3), values in [0, 1]
+    alpha : ndarray, float32, shape (H, W), values in [0, 1]
+    background : (r, g, b) in [0, 1], or ndarray float32 (h, w, 3)
+        An image is scaled to cover (H, W) and centre-cropped (``fit_background``).
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W, 3), values in [0, 1]
+    """
+    height, width = alpha.shape
+    if isinstance(background, np.ndarray):
+        backdrop = fit_background(background[..., :3], height, width)
+    else:
+        backdrop = np.broadcast_to(np.asarray(background, np.float32), (height, width, 3))
+    return composite(foreground, alpha, backdrop)
+
+
+def binary_mask(alpha: np.ndarray, threshold: float) -> np.ndarray:
+    """Hard segmentation mask: ``alpha >= threshold``.
+
+    Parameters
+    ----------
+    alpha : ndarray, float32, shape (H, W), values in [0, 1]
+    threshold : float in [0, 1]
+
+    Returns
+    -------
+    ndarray, bool, shape (H, W)
+    """
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"the mask threshold must be in [0, 1], got {threshold}")
+    return alpha >= threshold
