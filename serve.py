@@ -1,0 +1,669 @@
+"""Matting web page and HTTP API: one loaded model behind FastAPI and uvicorn.
+
+Usage::
+
+    python3 serve.py                                  # newest checkpoint on http://127.0.0.1:5003/
+    python3 serve.py --checkpoint 12000 --port 8080   # the checkpoint saved at step 12000
+    python3 serve.py --log-dir log --workers 2 --queue 16 --max-upload-mb 50
+    python3 serve.py --host 0.0.0.0                   # reachable from other machines (no auth!)
+
+    curl -F image=@photo.jpg -F trimap=@trimap.png http://127.0.0.1:5003/api/matte -o cutout.png
+    curl -F image=@photo.jpg -F trimap=@trimap.png -F background='#00ff00' -F format=json \\
+         http://127.0.0.1:5003/api/matte
+
+Endpoints
+    ``GET /``            the page (web/index.html; assets under /static/, nothing external)
+    ``GET /api/health``  checkpoint, model config, limits and how busy the server is
+    ``POST /api/matte``  multipart/form-data; see :func:`create_app` for the fields
+
+The model is loaded once. Requests run in a pool of ``--workers`` threads; at most ``--queue``
+more may wait, and any request beyond that gets 503 at once, so memory stays bounded: each
+upload is at most ``--max-upload-mb`` and each decoded image at most ``--max-megapixels``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import ipaddress
+import logging
+import math
+import socket
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from model.checkpoints import CheckpointError
+from model.images import (
+    ImageError,
+    decode_image,
+    encode_png,
+    probe_image,
+    trimap_from_uint8,
+    trimap_to_uint8,
+)
+from model.inference import Matter, binary_mask, composite_onto, parse_colour
+
+WEB_DIR = Path(__file__).resolve().parent / "web"
+MB = 1024 * 1024
+
+OUTPUTS = ("rgba", "composite", "alpha", "soft_mask", "mask", "trimap")
+"""What ``POST /api/matte`` can return; ``format=json`` returns all of them."""
+
+FIELDS = ("image", "trimap", "background", "background_image", "mask_threshold", "format", "output")
+FILE_FIELDS = ("image", "trimap", "background_image")
+
+# Same-origin only: the page must work offline, and a stray CDN reference fails loudly in tests.
+_SECURITY_HEADERS = [
+    (
+        b"content-security-policy",
+        b"default-src 'self'; img-src 'self' blob: data:; connect-src 'self' blob:;"
+        b" style-src 'self'; script-src 'self'; object-src 'none'; frame-ancestors 'none'",
+    ),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+]
+
+log = logging.getLogger("serve")
+
+
+class ApiError(Exception):
+    """A request the API refuses; becomes ``{"error": message}`` with ``status``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+class _BodyTooLarge(Exception):
+    """Raised from inside the request stream when the body passes the limit."""
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def _megabytes(size: float) -> str:
+    return f"{size / MB:.3g} MB"
+
+
+class _Guard:
+    """ASGI middleware: security headers on every response, and a cap on request bodies.
+
+    A declared ``Content-Length`` over the cap is refused before anything is read; a body
+    without one (chunked) is counted as it streams and stopped at the cap, so neither memory
+    nor the spool on disk can grow beyond it.
+    """
+
+    def __init__(self, app, max_body: int):
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADERS]}
+            await send(message)
+
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            response = _error(
+                413,
+                f"request: body is {_megabytes(int(declared))}; the limit is"
+                f" {_megabytes(self.max_body)} for all uploads together",
+            )
+            await response(scope, receive, send_with_headers)
+            return
+
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        await self.app(scope, counting_receive, send_with_headers)
+
+
+class _Gate:
+    """Admission control: at most ``workers + max_queue`` requests inside at once.
+
+    Only touched from the event loop, so a plain counter is race-free.
+    """
+
+    def __init__(self, workers: int, max_queue: int):
+        self.workers = workers
+        self.max_queue = max_queue
+        self.admitted = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.workers + self.max_queue
+
+    @contextlib.contextmanager
+    def enter(self):
+        if self.admitted >= self.capacity:
+            raise ApiError(
+                503,
+                f"server busy: {self.admitted} requests are running or waiting (limit"
+                f" {self.capacity}: {self.workers} at a time, {self.max_queue} queued);"
+                " try again shortly",
+                headers={"Retry-After": "1"},
+            )
+        self.admitted += 1
+        try:
+            yield
+        finally:
+            self.admitted -= 1
+
+
+@dataclasses.dataclass
+class MatteRequest:
+    """A parsed ``POST /api/matte``: raw upload bytes plus validated options."""
+
+    image: bytes
+    trimap: bytes
+    background: tuple[float, float, float] | None
+    background_image: bytes | None
+    mask_threshold: float
+    format: str
+    output: str
+    name: str
+
+
+def parse_background_colour(text: str) -> tuple[float, float, float] | None:
+    """The ``background`` field: None for ``transparent``, else an opaque colour.
+
+    Accepts ``#0f0``, ``#00ff00``, ``0,255,0``, ``rgb(0, 255, 0)`` and CSS names
+    (``model.inference.parse_colour``). Unlike the CLI's ``parse_background`` the text is never
+    taken as a file path: a client must not be able to name files on the server.
+
+    Returns
+    -------
+    (r, g, b) floats in [0, 1], or None.
+
+    Raises
+    ------
+    ApiError
+        400 for anything else.
+    """
+    text = text.strip()
+    if text.lower() in ("", "transparent", "none"):
+        return None
+    colour = parse_colour(text)
+    if colour is None:
+        raise ApiError(
+            400,
+            f"background: {text[:40]!r} is not a colour; use transparent, #rrggbb, r,g,b"
+            " or a CSS colour name",
+        )
+    return colour
+
+
+def _text_field(form, name: str, default: str) -> str:
+    values = form.getlist(name)
+    if not values:
+        return default
+    if len(values) > 1:
+        raise ApiError(400, f"{name}: given {len(values)} times; give it once")
+    if isinstance(values[0], UploadFile):
+        raise ApiError(400, f"{name}: expected a text value, got a file upload")
+    return values[0]
+
+
+async def _file_field(form, name: str, max_bytes: int, *, required: bool) -> bytes | None:
+    values = form.getlist(name)
+    if not values:
+        if required:
+            raise ApiError(400, f"{name}: missing; upload it as the multipart file field {name!r}")
+        return None
+    if len(values) > 1:
+        raise ApiError(400, f"{name}: given {len(values)} times; give it once")
+    upload = values[0]
+    if not isinstance(upload, UploadFile):
+        raise ApiError(400, f"{name}: expected a file upload, got a text value")
+    if upload.size is not None and upload.size > max_bytes:
+        raise ApiError(
+            413,
+            f"{name}: upload is {_megabytes(upload.size)}; the limit is {_megabytes(max_bytes)}",
+        )
+    data = await upload.read()
+    if not data:
+        raise ApiError(400, f"{name}: the uploaded file is empty")
+    return data
+
+
+def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse an over-large image from its header alone, before it waits for a worker."""
+    try:
+        info = probe_image(data, name)
+    except ImageError as error:
+        raise _image_error(error) from None
+    if info.pixels > max_pixels:
+        raise ApiError(
+            413,
+            f"{name}: image is {info.width}x{info.height} = {info.pixels:,} pixels; the limit"
+            f" is {max_pixels:,}",
+        )
+
+
+def _image_error(error: ImageError) -> ApiError:
+    status = 413 if error.problem.startswith("image too large") else 400
+    return ApiError(status, str(error))
+
+
+async def parse_matte_request(
+    request: Request, *, max_upload_bytes: int, max_pixels: int
+) -> MatteRequest:
+    """Read and validate the multipart form of ``POST /api/matte`` (no decoding yet)."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise ApiError(
+            415,
+            f"request: expected multipart/form-data, got {content_type or 'no content type'}",
+        )
+    try:
+        form = await request.form(max_files=len(FILE_FIELDS), max_fields=len(FIELDS))
+    except StarletteHTTPException as error:
+        raise ApiError(400, f"request: {error.detail}") from None
+    unknown = sorted(set(form.keys()) - set(FIELDS))
+    if unknown:
+        raise ApiError(400, f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
+    image = await _file_field(form, "image", max_upload_bytes, required=True)
+    trimap = await _file_field(form, "trimap", max_upload_bytes, required=True)
+    background_image = await _file_field(form, "background_image", max_upload_bytes, required=False)
+    background = parse_background_colour(_text_field(form, "background", "transparent"))
+    if background is not None and background_image is not None:
+        raise ApiError(400, "background: give either a colour or background_image, not both")
+
+    threshold_text = _text_field(form, "mask_threshold", "0.5")
+    try:
+        mask_threshold = float(threshold_text)
+    except ValueError:
+        mask_threshold = math.nan
+    if not 0.0 <= mask_threshold <= 1.0:
+        raise ApiError(
+            400, f"mask_threshold: must be a number from 0 to 1, got {threshold_text[:40]!r}"
+        )
+
+    format_ = _text_field(form, "format", "png")
+    if format_ not in ("png", "json"):
+        raise ApiError(400, f"format: must be png or json, got {format_[:40]!r}")
+    has_background = background is not None or background_image is not None
+    output = _text_field(form, "output", "composite" if has_background else "rgba")
+    if output not in OUTPUTS:
+        raise ApiError(400, f"output: must be one of {', '.join(OUTPUTS)}, got {output[:40]!r}")
+    if format_ == "json" and "output" in form:
+        raise ApiError(400, "output: only with format=png; format=json returns every output")
+
+    for name, data in (("image", image), ("trimap", trimap)):
+        _check_pixels(data, name, max_pixels)
+    if background_image is not None:
+        _check_pixels(background_image, "background_image", max_pixels)
+
+    upload_name = getattr(form.get("image"), "filename", None) or "image"
+    return MatteRequest(
+        image=image,
+        trimap=trimap,
+        background=background,
+        background_image=background_image,
+        mask_threshold=mask_threshold,
+        format=format_,
+        output=output,
+        name=Path(upload_name).stem or "image",
+    )
+
+
+def decode_trimap(data: bytes, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
+    """Decode an uploaded trimap like ``model.images.read_trimap`` does a file.
+
+    Returns
+    -------
+    ndarray, float32, shape ``shape`` (H, W), values in {0, 0.5, 1}.
+
+    Raises
+    ------
+    ImageError
+        Unreadable, too large, or a size other than ``shape``.
+    """
+    pixels = decode_image(data, "trimap", max_pixels=max_pixels)
+    trimap = trimap_from_uint8(np.rint(pixels[..., 0] * 255.0))
+    if trimap.shape != tuple(shape):
+        raise ImageError(
+            "trimap",
+            f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is"
+            f" {shape[1]}x{shape[0]}; they must be the same size",
+        )
+    return trimap
+
+
+@dataclasses.dataclass
+class MatteResult:
+    """PNG bytes by output name, and the image size."""
+
+    outputs: dict[str, bytes]
+    width: int
+    height: int
+
+
+def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
+    """Decode, matte and encode one request; runs in a worker thread.
+
+    Returns
+    -------
+    MatteResult whose ``outputs`` hold every name in OUTPUTS for ``format=json``, else only
+    ``job.output``:
+
+    ``rgba``       8-bit RGBA: estimated foreground colours ++ alpha
+    ``composite``  8-bit RGB, alpha*F + (1-alpha)*B over the chosen background; the RGBA
+                   cut-out when the background is transparent
+    ``alpha``      16-bit grey, the matte at full precision
+    ``soft_mask``  8-bit grey, the same matte (what image editors take as a layer mask)
+    ``mask``       8-bit grey {0, 255}, ``binary_mask(alpha, mask_threshold)``
+    ``trimap``     8-bit grey {0, 128, 255}, the trimap as the server read it
+    """
+    image = decode_image(job.image, "image", max_pixels=max_pixels)
+    trimap = decode_trimap(job.trimap, image.shape[:2], max_pixels)
+    background = job.background
+    if job.background_image is not None:
+        background = decode_image(job.background_image, "background_image", max_pixels=max_pixels)
+
+    wanted = set(OUTPUTS) if job.format == "json" else {job.output}
+    needs_colour = bool(wanted & {"rgba", "composite"})
+    if needs_colour:
+        matte = matter.extract(image, trimap)
+        alpha = matte.alpha
+    else:
+        alpha = matter.predict_alpha(image, trimap)
+
+    makers: dict[str, Callable[[], bytes]] = {
+        "rgba": lambda: encode_png(matte.rgba),
+        "composite": lambda: (
+            encode_png(matte.rgba)
+            if background is None
+            else encode_png(composite_onto(matte.foreground, matte.alpha, background))
+        ),
+        "alpha": lambda: encode_png(alpha, bits=16),
+        "soft_mask": lambda: encode_png(alpha),
+        "mask": lambda: encode_png(binary_mask(alpha, job.mask_threshold).astype(np.uint8) * 255),
+        "trimap": lambda: encode_png(trimap_to_uint8(trimap)),
+    }
+    outputs = {name: makers[name]() for name in OUTPUTS if name in wanted}
+    return MatteResult(outputs, width=image.shape[1], height=image.shape[0])
+
+
+def _describe_matter(matter) -> dict:
+    ref = matter.ref
+    return {
+        "checkpoint": str(ref.path) if ref is not None else None,
+        "step": ref.step if ref is not None else None,
+        "model": matter.config.to_dict(),
+    }
+
+
+def create_app(
+    matter,
+    *,
+    max_upload_bytes: int = 25 * MB,
+    max_pixels: int = 16_000_000,
+    max_queue: int = 8,
+    workers: int = 1,
+) -> FastAPI:
+    """Build the FastAPI app around a loaded model.
+
+    Parameters
+    ----------
+    matter : model.inference.Matter
+        Shared by all requests; its ``extract``/``predict_alpha`` must be thread-safe.
+    max_upload_bytes : int
+        Largest single upload; a request body may hold three (image, trimap, background).
+    max_pixels : int
+        Largest width x height of any uploaded image (checked from the header, before decoding).
+    max_queue : int
+        Requests that may wait while ``workers`` run; one more gets 503.
+    workers : int
+        Requests matted at the same time (threads sharing ``matter``).
+
+    ``POST /api/matte`` multipart fields
+        ``image`` (file, required), ``trimap`` (file, required, same size; 0 background,
+        128 unknown, 255 foreground), ``background`` (``transparent`` or a colour such as
+        ``#00ff00``), ``background_image`` (file), ``mask_threshold`` (0..1, default 0.5),
+        ``format`` (``png`` or ``json``), ``output`` (one of OUTPUTS, png only; default
+        ``composite`` with a background, else ``rgba``).
+        ``format=json`` answers ``{"width", "height", "step", "seconds", "mask_threshold",
+        "outputs": {name: base64 PNG}}``. Errors answer ``{"error": "<field>: <problem>"}``.
+    """
+    if workers < 1 or max_queue < 0:
+        raise ValueError(f"need workers >= 1 and max_queue >= 0, got {workers}, {max_queue}")
+    gate = _Gate(workers, max_queue)
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="matte")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        yield
+        executor.shutdown(wait=False, cancel_futures=True)
+
+    app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    app.state.gate = gate
+    # Three uploads plus room for the text fields and multipart framing.
+    app.add_middleware(_Guard, max_body=len(FILE_FIELDS) * max_upload_bytes + MB)
+
+    @app.exception_handler(ApiError)
+    async def api_error(_request: Request, error: ApiError):
+        return _error(error.status, error.message, error.headers)
+
+    @app.exception_handler(_BodyTooLarge)
+    async def body_too_large(_request: Request, _error_: _BodyTooLarge):
+        limit = len(FILE_FIELDS) * max_upload_bytes + MB
+        return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        if error.status_code == 404:
+            message = f"{request.url.path}: not found"
+        elif error.status_code == 405:
+            message = f"{request.method} {request.url.path}: method not allowed"
+        else:
+            message = f"request: {error.detail}"
+        return _error(error.status_code, message, getattr(error, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, error: Exception):
+        log.exception("%s %s failed", request.method, request.url.path)
+        return _error(500, f"internal error: {type(error).__name__}; see the server log")
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+
+    @app.get("/api/health")
+    async def health():
+        return {
+            "status": "ok",
+            **_describe_matter(matter),
+            "busy": gate.admitted,
+            "limits": {
+                "workers": workers,
+                "queue": max_queue,
+                "max_upload_bytes": max_upload_bytes,
+                "max_pixels": max_pixels,
+            },
+            "outputs": list(OUTPUTS),
+        }
+
+    @app.post("/api/matte")
+    async def matte(request: Request):
+        with gate.enter():
+            job = await parse_matte_request(
+                request, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
+            )
+            start = time.perf_counter()
+            loop = asyncio.get_running_loop()
+            try:
+                result = await loop.run_in_executor(executor, run_matte, matter, job, max_pixels)
+            except ImageError as error:
+                raise _image_error(error) from None
+            seconds = time.perf_counter() - start
+        headers = {"X-Processing-Seconds": f"{seconds:.3f}", "Cache-Control": "no-store"}
+        if job.format == "json":
+            body = {
+                "width": result.width,
+                "height": result.height,
+                "step": _describe_matter(matter)["step"],
+                "seconds": round(seconds, 3),
+                "mask_threshold": job.mask_threshold,
+                "outputs": {
+                    name: base64.b64encode(data).decode("ascii")
+                    for name, data in result.outputs.items()
+                },
+            }
+            return JSONResponse(body, headers=headers)
+        headers["Content-Disposition"] = f'inline; filename="{job.name}-{job.output}.png"'
+        return Response(result.outputs[job.output], media_type="image/png", headers=headers)
+
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="serve.py",
+        description="Serve the matting web page and HTTP API with one loaded model.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument(
+        "--checkpoint",
+        default="-1",
+        help="-1 newest, -2 the one before, N>=0 the one saved at step N, or a path",
+    )
+    model.add_argument("--log-dir", default="log", help="folder holding the training runs")
+
+    server = parser.add_argument_group("server")
+    server.add_argument(
+        "--host", default="127.0.0.1", help="address to bind; loopback unless told otherwise"
+    )
+    server.add_argument("--port", type=int, default=5003, help="TCP port; 0 picks a free one")
+    server.add_argument("--workers", type=int, default=1, help="requests matted at the same time")
+    server.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503")
+
+    limits = parser.add_argument_group("limits")
+    limits.add_argument(
+        "--max-upload-mb", type=float, default=25.0, help="largest upload (413 beyond)"
+    )
+    limits.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=16.0,
+        help="largest image, width x height in millions of pixels (413 beyond)",
+    )
+    return parser
+
+
+def _validate(args: argparse.Namespace) -> str | None:
+    if not 0 <= args.port <= 65535:
+        return f"--port: must be 0-65535, got {args.port}"
+    if args.workers < 1:
+        return f"--workers: must be at least 1, got {args.workers}"
+    if args.queue < 0:
+        return f"--queue: must be 0 or more, got {args.queue}"
+    if not args.max_upload_mb > 0:
+        return f"--max-upload-mb: must be positive, got {args.max_upload_mb}"
+    if not args.max_megapixels > 0:
+        return f"--max-megapixels: must be positive, got {args.max_megapixels}"
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.listen(128)
+    return sock
+
+
+def main(args: list[str] | None = None) -> int:
+    options = build_parser().parse_args(args)
+    problem = _validate(options)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+
+    # Bind before the slow model load, so a busy port is reported at once.
+    try:
+        sock = _bind(options.host, options.port)
+    except OSError as error:
+        print(f"error: {options.host}:{options.port}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    with sock:
+        if not _is_loopback(options.host):
+            print(
+                f"warning: listening on {options.host}: other machines can reach this server,"
+                " which has no authentication",
+                file=sys.stderr,
+            )
+        try:
+            matter = Matter.load(options.checkpoint, log_dir=options.log_dir)
+        except CheckpointError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+        app = create_app(
+            matter,
+            max_upload_bytes=int(options.max_upload_mb * MB),
+            max_pixels=int(options.max_megapixels * 1_000_000),
+            max_queue=options.queue,
+            workers=options.workers,
+        )
+        host, port = sock.getsockname()[:2]
+        shown = f"[{host}]" if ":" in host else host
+        print(
+            f"serving checkpoint {matter.ref.path} (step {matter.ref.step})"
+            f" on http://{shown}:{port}/",
+            flush=True,
+        )
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
+        server.run(sockets=[sock])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
