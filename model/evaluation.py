@@ -20,7 +20,9 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import math
 import sys
 import time
@@ -180,8 +182,11 @@ def pymatting_alpha(method: str, image: np.ndarray, trimap: np.ndarray) -> np.nd
     if not np.any(trimap == 0.5):
         return trimap.astype(np.float32)
     solve = {"closed-form": estimate_alpha_cf, "knn": estimate_alpha_knn}[method]
-    # Its numba kernels are compiled for float64 only.
-    alpha = solve(image.astype(np.float64), trimap.astype(np.float64))
+    # Its preconditioner prints a retry notice to stdout when it needs a diagonal shift; the
+    # retry is routine and the notice would break our table, so it is swallowed.
+    with contextlib.redirect_stdout(io.StringIO()):
+        # Its numba kernels are compiled for float64 only.
+        alpha = solve(image.astype(np.float64), trimap.astype(np.float64))
     return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
