@@ -56,6 +56,7 @@ from model.images import (
     trimap_to_uint8,
 )
 from model.inference import Matter, binary_mask, composite_onto, parse_colour
+from scripts.cli import ArgumentParser
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
@@ -466,7 +467,9 @@ def create_app(
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url="/api/docs", redoc_url=None)
+    # No Swagger page: it loads its scripts from a CDN, which the page's CSP (local only) blocks.
+    # The schema is at /openapi.json.
+    app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gate = gate
     # Three uploads plus room for the text fields and multipart framing.
     app.add_middleware(_Guard, max_body=len(FILE_FIELDS) * max_upload_bytes + MB)
@@ -549,8 +552,8 @@ def create_app(
     return app
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(
         prog="serve.py",
         description="Serve the matting web page and HTTP API with one loaded model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,

@@ -5,7 +5,7 @@ Examples
     python3 train.py scripts/data                       # defaults (U-Net 32x4, 320 px crops, GAN)
     python3 train.py scripts/data --run hair --steps 20000 --batch-size 16 --lr 1e-4
     python3 train.py scripts/data --no-gan               # the same generator without D (ablation)
-    python3 train.py scripts/data --encoder mobilenetv2 --mixed-precision --jit   # on a GPU
+    python3 train.py scripts/data --encoder mobilenetv2 --mixed-precision   # on a GPU
     python3 train.py --resume                            # continue the newest run where it stopped
     python3 train.py --run hair --resume --steps 40000   # continue 'hair' up to step 40000
     python3 train.py --run hair --resume --checkpoint -2 # restart from the checkpoint before last
@@ -379,6 +379,11 @@ def main(args: list[str] | None = None) -> int:
 
     try:
         data, run_dir, cfg, settings, ref = _plan(opts, explicit)
+        if settings.crop_size % cfg.multiple:
+            raise RunError(
+                f"--crop-size {settings.crop_size}: must be a multiple of {cfg.multiple}"
+                f" for this model ({cfg.encoder}, depth {cfg.depth})"
+            )
         _check_data(data, settings)
         strategy = make_strategy(settings.distribute)
         chief = is_chief(strategy)

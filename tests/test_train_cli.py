@@ -196,6 +196,9 @@ def test_run_errors(trained_run, tmp_path, tiny_dataset, capsys):
     assert "only with --resume" in one_line_error(capsys)
     assert train.main([data, "--log-dir", log, "--lr", "0"]) == 2
     assert "--lr must be > 0" in one_line_error(capsys)
+    new_run = [data, "--log-dir", str(tmp_path / "log"), "--depth", "3", "--crop-size", "36"]
+    assert train.main(new_run) == 2
+    assert "--crop-size 36: must be a multiple of 8" in one_line_error(capsys)
     for flags, message in (
         (["--epochs", "3", "--steps", "5"], "not allowed with argument"),
         (["--save-every", "0"], "argument --save-every: must be >= 1, not 0"),
