@@ -27,8 +27,12 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     with _lock:
-        descriptor = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        descriptor = os.open(target, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            # End a line torn by a crash first, so this record does not get glued onto it.
+            end = os.lseek(descriptor, 0, os.SEEK_END)
+            if end and os.pread(descriptor, 1, end - 1) != b"\n":
+                line = b"\n" + line
             os.write(descriptor, line)
             os.fsync(descriptor)
         finally:

@@ -406,6 +406,32 @@ def sample_path(out: Path, split: str, part: str, name: str) -> Path:
     return out / split / part / f"{name}.png"
 
 
+def misplaced_samples(
+    out: Path, splits: dict[str, str], pools: dict[str, list[Background]]
+) -> list[Path]:
+    """Images of earlier runs whose foreground or background now belongs to another split.
+
+    A re-run with another ``--seed`` or other fractions, or with foregrounds added to a small
+    set, can assign a foreground elsewhere; its old samples would then put it in two splits.
+    Samples of foregrounds or backgrounds no longer used are not counted.
+    """
+    backgrounds = {b.name for pool in pools.values() for b in pool}
+    misplaced = []
+    for split in SPLITS:
+        pool = {b.name for b in pools[split]}
+        for path in sorted((out / split / "image").glob("*.png")):
+            # Names never start or end with "_", but may contain "__": try every separator.
+            at = path.stem.find("__")
+            while at > 0:
+                fg, bg = path.stem[:at], path.stem[at + 2 :]
+                if fg in splits and bg in backgrounds:
+                    if splits[fg] != split or bg not in pool:
+                        misplaced.append(path)
+                    break
+                at = path.stem.find("__", at + 1)
+    return misplaced
+
+
 # ---------------------------------------------------------------------------------------------
 # Making samples (runs in the workers)
 
@@ -713,6 +739,14 @@ def run(options: argparse.Namespace) -> int:
         pools, note = split_backgrounds(
             good_bgs, options.seed, options.val_fraction, options.test_fraction, needs
         )
+        misplaced = misplaced_samples(out, splits, pools)
+        if misplaced:
+            raise CombineError(
+                misplaced[0],
+                f"made by an earlier run, but its foreground or background is now in another split"
+                f" ({len(misplaced)} such samples; other --seed, fractions or inputs?); use a new"
+                f" --out, or delete them",
+            )
         append_record(manifest, _run_record(options, splits, pools, note))
         if note:
             tqdm.write(f"note: {note}", file=sys.stderr)
