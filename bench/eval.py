@@ -1,0 +1,367 @@
+"""Benchmark: eval.py's cut-out against pymatting closed-form matting, in seconds and peak RSS.
+
+Each size gets one procedural test image made here with scripts/procedural.py: a ``fur``
+foreground (soft strands on a silhouette) composited over a cluttered textured background, and
+a trimap from ``model.compositing.trimap_from_alpha`` (kernel 15 px at 1 megapixel, scaled with
+the image side). Both methods run on the same image and trimap:
+
+* ``ours`` -- ``Matter.extract`` (alpha prediction, one pass or tiled as eval.py does, plus
+  pymatting's ``estimate_foreground_ml``), timed after a warm-up that traces the network for
+  the shape it will run (the image, or one tile) and compiles the numba kernels;
+* ``closed-form`` (the baseline) -- ``pymatting.estimate_alpha_cf`` on float64 inputs as
+  ``model.evaluation`` calls it, timed after a warm-up on a 64x64 crop (numba kernels).
+
+Every method runs in a fresh subprocess, so its peak RSS (the child's VmHWM, imports, model and
+warm-up included) is its own. Seconds are the median of ``--repeat`` timed runs; ``alpha s`` is
+the alpha prediction part of ours (the rest is foreground estimation), and ``vs closed-form``
+is seconds over closed-form's seconds at the same size.
+
+The model is resolved like eval.py: ``--checkpoint`` (-1 newest) in ``--log-dir``, the newest
+trained run, else ``<log-dir>/pretrained``. With no checkpoint at all (and the default -1) the
+generator is built from the default ``ModelConfig()`` with random weights: an untrained network
+takes the same time and memory.
+
+Closed-form builds a matting Laplacian over the unknown region and solves it by conjugate
+gradients; time and memory grow with it, so by default it runs only up to
+``--closed-form-max-mp`` (2) megapixels, and larger sizes show ``skipped (too slow)``.
+
+Targets: 1 MP in at most a third of closed-form's time; 12 MP peak RSS <= 3 GB (3072 MB).
+
+Usage::
+
+    python3 bench/eval.py                                # 1 MP and 12 MP, closed-form at 1 MP
+    python3 bench/eval.py --sizes 1 --repeat 1           # a quick smoke run
+    python3 bench/eval.py --closed-form-max-mp 12        # closed-form at 12 MP too (slow)
+    python3 bench/eval.py --sizes 2048x1536 --checkpoint log/run/best
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from model.checkpoints import CheckpointError, resolve_checkpoint  # noqa: E402
+
+PRESETS = {"1": (864, 1152), "12": (3000, 4000)}
+"""Megapixel labels -> (height, width); other numbers get a 4:3 frame of that many pixels."""
+
+METHODS = ("ours", "closed-form")
+RANDOM = "random"
+"""Model spec passed to a child for the untrained default generator."""
+
+TIME_TARGET = 1 / 3
+"""ours / closed-form seconds at 1 MP must be at most this."""
+
+RSS_TARGET_MB = 3 * 1024
+"""Peak RSS of ours at 12 MP must be at most this (3 GB)."""
+
+TRIMAP_KERNEL = 15
+"""Unknown band kernel at 1 megapixel, scaled with the square root of the pixel count."""
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``--sizes`` tokens: megapixels (``1``, ``12``, ``0.5``) or ``WxH``; -> [(height, width)]."""
+    sizes = []
+    for token in filter(None, (part.strip() for part in text.split(","))):
+        if token in PRESETS:
+            sizes.append(PRESETS[token])
+            continue
+        try:
+            if "x" in token.lower():
+                width, height = (int(part) for part in token.lower().split("x"))
+            else:
+                megapixels = float(token)
+                width = round(math.sqrt(megapixels * 1e6 * 4 / 3) / 16) * 16
+                height = round(width * 3 / 4 / 16) * 16
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{token!r}: give megapixels (1, 12) or WxH") from None
+        if min(width, height) < 64:
+            raise argparse.ArgumentTypeError(f"{token!r}: both sides must be at least 64 pixels")
+        sizes.append((height, width))
+    return sizes
+
+
+def make_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A procedural test image (float32 HxWx3) and its trimap (float32 HxW, {0, 0.5, 1})."""
+    from model.compositing import composite, trimap_from_alpha
+    from scripts import procedural
+
+    rng = np.random.default_rng(seed)
+    colour, alpha = procedural.make_foreground("fur", rng, height, width)
+    background = procedural.make_background(rng, height, width)
+    image = composite(colour, alpha, background)
+    kernel = max(3, round(TRIMAP_KERNEL * math.sqrt(height * width / 1e6))) | 1
+    return image, trimap_from_alpha(alpha, kernel_size=kernel)
+
+
+def resolve_model(checkpoint: str, log_dir: Path) -> tuple[str, str]:
+    """The model spec for the children (a checkpoint prefix, or RANDOM) and a description.
+
+    Resolved once here, so every child loads the same checkpoint even while training saves
+    new ones. Raises CheckpointError for an explicit checkpoint that does not exist.
+    """
+    try:
+        ref = resolve_checkpoint(checkpoint, log_dir)
+    except CheckpointError as error:
+        if str(checkpoint).strip() != "-1":
+            raise
+        return RANDOM, (
+            f"no checkpoint under {log_dir} ({str(error).split(';')[0].split(': ', 1)[-1]}),"
+            " so the default ModelConfig() with random weights, which takes the same time and"
+            " memory as a trained one"
+        )
+    section = ref.config.get("model", {})
+    arch = ", ".join(f"{key} {section[key]}" for key in ("encoder", "base_filters", "depth"))
+    return str(ref.path), f"checkpoint {ref.path} (step {ref.step}; {arch})"
+
+
+# ---------------------------------------------------------------------------------------------
+# The child: one method, one size, in a fresh process
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (VmHWM; ru_maxrss where no /proc)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_matter(spec: str):
+    """``Matter`` for a checkpoint prefix, or the default generator with random weights."""
+    from model.inference import Matter
+
+    if spec != RANDOM:
+        return Matter.load(spec)
+    import keras
+
+    from model.networks import ModelConfig, build_generator
+
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(encoder_weights=None)
+    return Matter(build_generator(config), config)
+
+
+def ours_runner(spec: str, image: np.ndarray, trimap: np.ndarray):
+    """Load the model and warm it up for this image.
+
+    Returns a function running one cut-out and returning the seconds its alpha part took.
+    """
+    from model.inference import estimate_foreground
+
+    matter = load_matter(spec)
+    multiple = matter.config.multiple
+    height, width = trimap.shape
+    padded_h, padded_w = (-(-side // multiple) * multiple for side in (height, width))
+    if padded_h * padded_w <= matter.max_pixels:
+        matter.warm_up(height, width)
+    else:  # every tile has this one shape
+        matter.warm_up(min(matter.tile, padded_h), min(matter.tile, padded_w))
+    # numba kernels of estimate_foreground_ml, on a crop with some of each trimap class.
+    matter.extract(image[:64, :64], np.full((64, 64), 0.5, np.float32))
+
+    def run() -> float:
+        # Matter.extract's two steps, so the alpha part can be reported on its own.
+        start = time.perf_counter()
+        alpha = matter.predict_alpha(image, trimap)
+        seconds = time.perf_counter() - start
+        estimate_foreground(image, alpha)
+        return seconds
+
+    return run
+
+
+def closed_form_runner(image: np.ndarray, trimap: np.ndarray):
+    """Warm pymatting up on a 64x64 crop; returns a function running one closed-form solve."""
+    from pymatting import estimate_alpha_cf
+
+    def solve(image, trimap):
+        # As model.evaluation calls it: its numba kernels are compiled for float64 only.
+        return estimate_alpha_cf(image.astype(np.float64), trimap.astype(np.float64))
+
+    crop = np.full((64, 64), 0.5, np.float32)
+    crop[:16], crop[-16:] = 0.0, 1.0
+    solve(image[:64, :64], crop)
+
+    def run() -> None:
+        solve(image, trimap)
+
+    return run
+
+
+def child(method: str, folder: Path, spec: str, repeat: int) -> int:
+    """Time ``method`` on ``folder``/{image,trimap}.npy; print one JSON line of results."""
+    image, trimap = np.load(folder / "image.npy"), np.load(folder / "trimap.npy")
+    run = (
+        ours_runner(spec, image, trimap) if method == "ours" else closed_form_runner(image, trimap)
+    )
+    seconds, alpha_seconds = [], []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        part = run()
+        seconds.append(time.perf_counter() - start)
+        if part is not None:
+            alpha_seconds.append(part)
+    results = {"seconds": seconds, "alpha_seconds": alpha_seconds, "peak_rss_mb": peak_rss_mb()}
+    print(json.dumps(results), flush=True)
+    return 0
+
+
+def measure(method: str, folder: Path, spec: str, repeat: int) -> dict:
+    """Run ``child`` in a fresh interpreter; returns its results, or {"error": reason}."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", method]
+    command += ["--input", str(folder), "--model", spec, "--repeat", str(repeat)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        reason = f"exit status {done.returncode}" if done.returncode > 0 else "killed"
+        if done.returncode < 0:
+            reason += f" by signal {-done.returncode}"
+        return {"error": f"{reason}: {lines[-1] if lines else 'no output'}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# The parent
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    group = parser.add_argument_group("benchmark")
+    group.add_argument(
+        "--sizes",
+        nargs="+",
+        default=["1", "12"],
+        help="megapixels (1 = 1152x864, 12 = 4000x3000) or WxH; default: 1 12",
+    )
+    group.add_argument("--repeat", type=int, default=3, help="timed runs per row, median (3)")
+    group.add_argument(
+        "--closed-form-max-mp",
+        type=float,
+        default=2.0,
+        help="run closed-form only up to this many megapixels (2); it is slow above",
+    )
+    model = parser.add_argument_group("model")
+    model.add_argument("--checkpoint", default="-1", help="as eval.py's (default: -1, newest)")
+    model.add_argument("--log-dir", type=Path, default=Path("log"), help="runs folder (log)")
+    internal = parser.add_argument_group("internal (one measurement in a child process)")
+    internal.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
+    internal.add_argument("--input", type=Path, help=argparse.SUPPRESS)
+    internal.add_argument("--model", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(args: list[str] | None = None) -> int:
+    parser = build_parser()
+    opts = parser.parse_args(args)
+    if opts.repeat < 1:
+        print("error: --repeat must be >= 1", file=sys.stderr)
+        return 2
+    if opts.child:
+        return child(opts.child, opts.input, opts.model, opts.repeat)
+    try:
+        sizes = [size for token in opts.sizes for size in parse_sizes(token)]
+        spec, described = resolve_model(opts.checkpoint, opts.log_dir)
+    except (argparse.ArgumentTypeError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(
+        f"cut-out (alpha + foreground) against pymatting closed-form; model: {described};"
+        f" {os.cpu_count()} CPU cores; median of {opts.repeat} timed run(s) after a warm-up,"
+        " each method in a fresh process",
+        flush=True,
+    )
+    results: dict[tuple[int, int], dict[str, dict]] = {}
+    for height, width in sizes:
+        label = f"{width}x{height}"
+        rows = results[(height, width)] = {}
+        with tempfile.TemporaryDirectory(prefix="bench-eval-") as temp:
+            folder = Path(temp)
+            image, trimap = make_pair(height, width)
+            np.save(folder / "image.npy", image)
+            np.save(folder / "trimap.npy", trimap)
+            unknown = float(np.mean(trimap == 0.5))
+            print(f"  {label}: {unknown:.1%} of the trimap unknown", flush=True)
+            del image, trimap
+            for method in METHODS:
+                if method == "closed-form" and height * width > opts.closed_form_max_mp * 1e6:
+                    needed = math.ceil(height * width / 1e6)
+                    rows[method] = {"skipped": f"skipped (too slow; --closed-form-max-mp {needed})"}
+                    continue
+                rows[method] = measure(method, folder, spec, opts.repeat)
+                shown = (
+                    rows[method].get("error")
+                    or f"{statistics.median(rows[method]['seconds']):.2f} s"
+                )
+                print(f"  {label} {method}: {shown}", flush=True)
+
+    print()
+    header = f"| {'size':<12} | {'method':<11} | {'seconds':>7} | {'alpha s':>7} |"
+    header += f" {'peak RSS MB':>11} | {'vs closed-form':>14} |"
+    print(header)
+    print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
+    for (height, width), rows in results.items():
+        size = f"{width}x{height}"
+        base = rows["closed-form"].get("seconds")
+        for method, row in rows.items():
+            if "seconds" not in row:
+                note = row.get("skipped") or f"failed: {row['error']}"
+                print(f"| {size:<12} | {method:<11} | {note}")
+                continue
+            seconds = statistics.median(row["seconds"])
+            alpha = (
+                f"{statistics.median(row['alpha_seconds']):.2f}" if row["alpha_seconds"] else "-"
+            )
+            ratio = f"{seconds / statistics.median(base):.3f}x" if base else "-"
+            print(
+                f"| {size:<12} | {method:<11} | {seconds:>7.2f} | {alpha:>7} |"
+                f" {row['peak_rss_mb']:>11.0f} | {ratio:>14} |"
+            )
+    print(
+        "alpha s: the alpha prediction part of ours; the rest is estimate_foreground_ml."
+        " vs closed-form: seconds / closed-form's seconds at the same size"
+    )
+    print()
+    for (height, width), rows in results.items():
+        size, ours, base = f"{width}x{height}", rows["ours"], rows["closed-form"]
+        if "seconds" in ours and "seconds" in base:
+            ratio = statistics.median(ours["seconds"]) / statistics.median(base["seconds"])
+            verdict = "ok" if ratio <= TIME_TARGET else "ABOVE TARGET"
+            print(
+                f"{size}: ours / closed-form time {ratio:.3f} (target <= 0.333 at 1 MP) {verdict}"
+            )
+        if "peak_rss_mb" in ours:
+            verdict = "ok" if ours["peak_rss_mb"] <= RSS_TARGET_MB else "ABOVE TARGET"
+            print(
+                f"{size}: ours peak RSS {ours['peak_rss_mb']:.0f} MB"
+                f" (target <= {RSS_TARGET_MB} MB at 12 MP) {verdict}"
+            )
+    print(
+        "targets: 1 MP in at most a third of closed-form's time; 12 MP peak RSS <= 3 GB;"
+        " the machine may be shared, so times are noisy"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
