@@ -102,6 +102,25 @@ def _network_input(image: np.ndarray, trimap: np.ndarray, height: int, width: in
     return stacked[None]
 
 
+CONTEXT = 64
+"""Pixels of surroundings the network sees around the unknown region's bounding box."""
+
+
+def unknown_window(unknown: np.ndarray, multiple: int, margin: int) -> tuple[slice, slice]:
+    """Bounding box of the True pixels of ``unknown`` (H, W) widened by ``margin``, clipped.
+
+    The top-left corner is rounded down to a multiple of ``multiple``, so a U-Net run on the
+    window sees the same pooling grid as on the whole image (see :func:`tile_origins`).
+    """
+    rows = np.flatnonzero(unknown.any(axis=1))
+    cols = np.flatnonzero(unknown.any(axis=0))
+    top = max(rows[0] - margin, 0) // multiple * multiple
+    left = max(cols[0] - margin, 0) // multiple * multiple
+    bottom = min(rows[-1] + 1 + margin, unknown.shape[0])
+    right = min(cols[-1] + 1 + margin, unknown.shape[1])
+    return slice(top, bottom), slice(left, right)
+
+
 def tile_origins(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
     """Start offsets of tiles of length ``tile`` covering ``0..size`` with at least ``overlap``.
 
@@ -269,23 +288,40 @@ class Matter:
         """
         _check_pair(image, trimap)
         unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
-        if not unknown.any():
-            return clamp_to_trimap(np.zeros(trimap.shape, np.float32), trimap)
+        alpha = np.zeros(trimap.shape, np.float32)
+        if unknown.any():
+            # Outside the unknown region the answer is the trimap; the network runs only on
+            # the window around it, with CONTEXT pixels of surroundings to look at.
+            window = unknown_window(unknown, self.config.multiple, CONTEXT)
+            with self._lock:
+                alpha[window] = self._predict_window(image[window], trimap[window], unknown[window])
+        return clamp_to_trimap(alpha, trimap)
+
+    def _predict_window(
+        self, image: np.ndarray, trimap: np.ndarray, unknown: np.ndarray
+    ) -> np.ndarray:
+        """Unclamped alpha for one window: in one pass within ``max_pixels``, else tiled."""
         multiple = self.config.multiple
         height, width = trimap.shape
         padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
-        with self._lock:
-            if padded_h * padded_w <= self.max_pixels:
-                batch = _network_input(image, trimap, padded_h, padded_w)
-                alpha = self._run(batch)[:height, :width]
-            else:
-                alpha = self._predict_tiled(image, trimap, unknown)
-        return clamp_to_trimap(alpha, trimap)
+        if padded_h * padded_w <= self.max_pixels:
+            batch = _network_input(image, trimap, padded_h, padded_w)
+            return self._run(batch)[:height, :width]
+        return self._predict_tiled(image, trimap, unknown)
 
     def extract(self, image: np.ndarray, trimap: np.ndarray) -> Matte:
-        """Alpha (:meth:`predict_alpha`) and foreground colours (:func:`estimate_foreground`)."""
+        """Alpha (:meth:`predict_alpha`) and foreground colours (:func:`estimate_foreground`).
+
+        Colours are estimated in the window around the unknown region only; outside it alpha is
+        0 or 1, where F is the image itself (or invisible).
+        """
         alpha = self.predict_alpha(image, trimap)
-        return Matte(alpha, estimate_foreground(image, alpha))
+        foreground = image.astype(np.float32, copy=True)
+        unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+        if unknown.any():
+            window = unknown_window(unknown, 1, CONTEXT)
+            foreground[window] = estimate_foreground(image[window], alpha[window])
+        return Matte(alpha, foreground)
 
     def warm_up(self, height: int, width: int) -> None:
         """Trace the network for inputs of this size, so a timed call measures only the run."""

@@ -14,6 +14,7 @@ import tensorflow as tf
 from model.checkpoints import CheckpointError
 from model.images import ImageError, write_png
 from model.inference import (
+    CONTEXT,
     Matte,
     Matter,
     binary_mask,
@@ -23,6 +24,7 @@ from model.inference import (
     feather,
     parse_background,
     tile_origins,
+    unknown_window,
 )
 from model.networks import ModelConfig, build_generator
 
@@ -332,3 +334,21 @@ def test_matte_rgba_stacks_foreground_and_alpha():
     matte = Matte(np.full((2, 3), 0.25, np.float32), np.zeros((2, 3, 3), np.float32))
     assert matte.rgba.shape == (2, 3, 4)
     np.testing.assert_array_equal(matte.rgba[..., 3], 0.25)
+
+
+def test_the_network_runs_only_on_the_window_around_the_unknown_region(generator, monkeypatch):
+    matter = Matter(generator, TINY)
+    shapes = []
+    run = matter._run
+    monkeypatch.setattr(matter, "_run", lambda batch: shapes.append(batch.shape) or run(batch))
+    image, trimap = _smooth_image(200, 240), np.zeros((200, 240), np.float32)
+    trimap[90:110, 100:130] = 0.5
+    trimap[95:105, 110:120] = 1.0
+    alpha = matter.predict_alpha(image, trimap)
+    # Rows 90-64=26 rounded down to 24 .. 110+64=174; columns 36 .. 194; padded to 152 x 160.
+    assert unknown_window(trimap == 0.5, 4, CONTEXT) == (slice(24, 174), slice(36, 194))
+    assert shapes == [(1, 152, 160, 4)]
+    # The tiny U-Net sees far less than CONTEXT pixels, so the unknown pixels are exactly what
+    # the network gives on the whole image.
+    whole = clamp_to_trimap(_raw_network(generator, image, trimap), trimap)
+    np.testing.assert_allclose(alpha, whole, atol=1e-5)
