@@ -338,6 +338,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
     )
     rows = evaluation.summarise(report.results)
     print(evaluation.format_table(rows))
+    common = evaluation.solved_by_all(report.results)
+    if any(row["failed"] for row in rows):
+        pairs = len({result.sample for result in report.results})
+        print(f"\non the {len(common)} of {pairs} pairs that every method solved:")
+        print(evaluation.format_table(evaluation.summarise(report.results, common)))
     csv_path, figure_path = _default_outputs(args, matter)
     samples_csv = csv_path.with_name(f"{csv_path.stem}_samples.csv")
     evaluation.write_summary_csv(csv_path, rows)

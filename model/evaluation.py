@@ -307,8 +307,24 @@ def _mean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if len(values) else math.nan
 
 
-def summarise(results: Sequence[Result]) -> list[dict]:
+def solved_by_all(results: Sequence[Result]) -> set[str]:
+    """Samples that every method scored, so that means over them compare like with like.
+
+    pymatting refuses a trimap without foreground (or background) pixels, as many glass and
+    smoke samples have, while the network answers every one; a mean over each method's own
+    successes would then compare different sets of pairs.
+    """
+    samples = {result.sample for result in results}
+    for result in results:
+        if result.error is not None:
+            samples.discard(result.sample)
+    return samples
+
+
+def summarise(results: Sequence[Result], samples: set[str] | None = None) -> list[dict]:
     """Per-method means over the samples where the method succeeded.
+
+    With ``samples``, only those samples count (see :func:`solved_by_all`).
 
     Returns
     -------
@@ -316,6 +332,8 @@ def summarise(results: Sequence[Result]) -> list[dict]:
     (scored), ``failed``, ``sad``, ``mse_e3`` (MSE x 1000, as papers print it), ``grad``,
     ``conn`` and ``seconds`` (mean per image). Means are NaN when no sample was scored.
     """
+    if samples is not None:
+        results = [r for r in results if r.sample in samples]
     rows = []
     for method in dict.fromkeys(result.method for result in results):
         mine = [r for r in results if r.method == method]

@@ -24,6 +24,7 @@ from model.evaluation import (
     format_table,
     make_figure,
     pymatting_alpha,
+    solved_by_all,
     summarise,
     unmatched,
 )
@@ -231,3 +232,16 @@ def test_cli_evaluate_bad_arguments(tiny_dataset, tmp_path, capsys):
     assert capsys.readouterr().err.startswith("error: --methods: 'ours,magic'")
     assert eval_cli.main(["--evaluate", str(tmp_path)]) == 2
     assert "no image/ subfolder" in capsys.readouterr().err
+
+
+def test_means_over_the_pairs_every_method_solved():
+    results = [
+        Result("ours", "a", sad=1.0, mse=0.0, grad=0.0, conn=0.0, seconds=1.0),
+        Result("ours", "b", sad=5.0, mse=0.0, grad=0.0, conn=0.0, seconds=1.0),
+        Result("closed-form", "a", sad=2.0, mse=0.0, grad=0.0, conn=0.0, seconds=1.0),
+        Result("closed-form", "b", error="b: closed-form failed"),
+    ]
+    assert solved_by_all(results) == {"a"}
+    ours, closed_form = summarise(results, solved_by_all(results))
+    assert (ours["samples"], ours["sad"]) == (1, 1.0)
+    assert (closed_form["samples"], closed_form["failed"], closed_form["sad"]) == (1, 0, 2.0)
