@@ -45,6 +45,8 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
+from scripts.engines.browser import CHROMIUM_FLAGS  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -95,19 +97,9 @@ def driver(tmp_path_factory, downloads):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     profile = tmp_path_factory.mktemp("chromium_profile")
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-        "--window-size=1400,1000",
-    ):
+    # The scraper's flags, so both run one Chromium setup, with a window the page fits in.
+    flags = [flag for flag in CHROMIUM_FLAGS if not flag.startswith("--window-size")]
+    for argument in (*flags, f"--user-data-dir={profile}", "--window-size=1400,1000"):
         options.add_argument(argument)
     options.add_experimental_option(
         "prefs",
