@@ -55,6 +55,8 @@ def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
     matter = Matter.load(checkpoint)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    # mkdtemp makes the folder private (0700); a snapshot is meant to be read by anyone.
+    staging.chmod(0o755)
     try:
         shutil.copyfile(matter.ref.run_dir / "config.json", staging / "config.json")
         step = max(matter.ref.step, 0)
