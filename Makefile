@@ -39,5 +39,7 @@ lint: install
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+# Benchmarks are never part of the test run: each takes minutes and wants an idle machine.
 bench: install
-	$(PY) bench/combine.py
+	@for name in combine download train eval serve; do \
+		echo "== bench/$$name.py"; $(PY) bench/$$name.py || exit 1; done
