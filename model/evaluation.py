@@ -215,6 +215,12 @@ def _thumbnail(array: np.ndarray) -> np.ndarray:
     return np.asarray(picture.resize(size, resample))
 
 
+def figure_indices(total: int, count: int) -> set[int]:
+    """``count`` indices spread evenly over ``range(total)``, the first one included."""
+    count = min(count, total)
+    return {index * total // count for index in range(count)} if count > 0 else set()
+
+
 def evaluate(
     samples: Sequence[Sample],
     methods: Sequence[str],
@@ -233,7 +239,8 @@ def evaluate(
     matter : model.inference.Matter, optional
         Needed when ``"ours"`` is among the methods.
     figure_samples : int
-        Keep thumbnails of this many leading samples for :func:`make_figure`.
+        Keep thumbnails of this many samples, evenly spaced through ``samples`` (so a folder
+        sorted by name shows several kinds of foreground), for :func:`make_figure`.
     progress : bool
         Show a tqdm bar on stderr.
     on_error : callable, optional
@@ -254,8 +261,9 @@ def evaluate(
     report = Report()
     warm_up_pymatting(methods)
     warmed: set[tuple[int, int]] = set()
-    for sample in tqdm(
-        samples, desc="evaluate", unit="image", disable=not progress, file=sys.stderr
+    shown = figure_indices(len(samples), figure_samples)
+    for index, sample in enumerate(
+        tqdm(samples, desc="evaluate", unit="image", disable=not progress, file=sys.stderr)
     ):
         try:
             image = read_image(sample.image)
@@ -274,7 +282,7 @@ def evaluate(
             report.unreadable.append(sample.name)
             continue
         panel = None
-        if len(report.panels) < figure_samples:
+        if index in shown:
             panel = {"name": sample.name, "input": _thumbnail(image), "trimap": _thumbnail(trimap)}
             panel["truth"] = _thumbnail(truth)
         for method in methods:

@@ -20,6 +20,7 @@ from model.evaluation import (
     Result,
     evaluate,
     figure_columns,
+    figure_indices,
     find_samples,
     format_table,
     make_figure,
@@ -245,3 +246,9 @@ def test_means_over_the_pairs_every_method_solved():
     ours, closed_form = summarise(results, solved_by_all(results))
     assert (ours["samples"], ours["sad"]) == (1, 1.0)
     assert (closed_form["samples"], closed_form["failed"], closed_form["sad"]) == (1, 0, 2.0)
+
+
+def test_figure_rows_are_spread_over_the_samples():
+    assert figure_indices(10, 4) == {0, 2, 5, 7}
+    assert figure_indices(3, 4) == {0, 1, 2}
+    assert figure_indices(5, 0) == set()
