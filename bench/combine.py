@@ -38,7 +38,7 @@ from scripts import combine, procedural
 
 RESOLUTIONS = ((480, 640), (1080, 1920))
 FOREGROUNDS = 3
-BACKGROUNDS = 8
+BACKGROUNDS = 16
 
 
 def make_inputs(raw: Path, height: int, width: int) -> None:
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--per-fg",
         type=int,
         default=None,
-        help="backgrounds per foreground (default 8, 4 at 1080p)",
+        help="backgrounds per foreground (default 16, 8 at 1080p; at most 16)",
     )
     return parser
 
@@ -122,7 +122,8 @@ def main(args: list[str] | None = None) -> int:
     print("-" * len(header))
     scaling = {}
     for height, width in RESOLUTIONS:
-        per_fg = options.per_fg or (2 if options.quick else 8 if height < 1000 else 4)
+        # Enough samples that the pool's start-up (a second or so) does not hide the scaling.
+        per_fg = options.per_fg or (2 if options.quick else 16 if height < 1000 else 8)
         with tempfile.TemporaryDirectory() as temp:
             root = Path(temp)
             make_inputs(root / "raw", height, width)
