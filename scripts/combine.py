@@ -308,9 +308,10 @@ def assign_splits(
     """Split names into train/val/test by hashing each with the seed.
 
     A name with ``u = unit_hash(seed, salt, name)`` goes to test if ``u < test_fraction``, to
-    val if ``u < test_fraction + val_fraction``, else to train, so adding names never moves
-    existing ones. With 3 or more names, a split with a non-zero fraction that came out empty
-    takes the name(s) whose hash is nearest its interval, and train always keeps one.
+    val if ``u < test_fraction + val_fraction``, else to train. With 3 or more names, a split
+    with a non-zero fraction that came out empty takes the name(s) whose hash is nearest its
+    interval, and train always keeps one. Apart from those corrections (small sets only), a
+    name's split depends on its own hash alone, so adding names does not move existing ones.
 
     Returns
     -------
