@@ -8,6 +8,7 @@ project's convention is a single ``error: <what>: <problem>`` line and exit code
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import NoReturn
 
@@ -48,3 +49,13 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1), not {value}")
     return value
+
+
+def add_process_workers(parser: argparse.ArgumentParser) -> None:
+    """The "running" group: ``--workers`` processes, all CPU cores by default."""
+    parser.add_argument_group("running").add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: all CPU cores)",
+    )

@@ -54,7 +54,13 @@ from model.images import (
     write_png,
 )
 from model.manifest import append_record, read_records
-from scripts.cli import ArgumentParser, fraction, non_negative_int, positive_int
+from scripts.cli import (
+    ArgumentParser,
+    add_process_workers,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 from scripts.parallel import Workers
 
 DEFAULT_RAW = Path(__file__).resolve().parent / "raw"
@@ -591,13 +597,7 @@ def build_parser() -> ArgumentParser:
         default=0,
         help="seed of splits, background choice, crops and trimaps (default 0)",
     )
-    run = parser.add_argument_group("running")
-    run.add_argument(
-        "--workers",
-        type=positive_int,
-        default=os.cpu_count() or 1,
-        help="worker processes (default: all CPU cores)",
-    )
+    add_process_workers(parser)
     return parser
 
 

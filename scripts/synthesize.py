@@ -22,7 +22,6 @@ Usage::
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from tqdm import tqdm
 from model.images import encode_png, write_bytes
 from model.manifest import append_record, read_records
 from scripts import procedural
-from scripts.cli import ArgumentParser, non_negative_int, positive_int
+from scripts.cli import ArgumentParser, add_process_workers, non_negative_int, positive_int
 from scripts.parallel import Workers
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "raw"
@@ -157,13 +156,7 @@ def build_parser() -> ArgumentParser:
     amount.add_argument(
         "--seed", type=non_negative_int, default=0, help="seed of the whole run (default 0)"
     )
-    run = parser.add_argument_group("running")
-    run.add_argument(
-        "--workers",
-        type=positive_int,
-        default=os.cpu_count() or 1,
-        help="worker processes (default: all CPU cores)",
-    )
+    add_process_workers(parser)
     return parser
 
 
