@@ -87,6 +87,36 @@ def trimap_from_alpha(
     return trimap
 
 
+def shrink_trimap(trimap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Resize a trimap down so that a known pixel is one whose whole footprint was known.
+
+    A small pixel is foreground (background) when the area-weighted fraction of foreground
+    (background) full-size pixels under it is 1, and unknown otherwise: the unknown band only
+    widens, so no pixel that needs a matte becomes certain. Values stay in {0, 0.5, 1}, which
+    is what the network was trained on; an area average would give fractions.
+
+    Parameters
+    ----------
+    trimap : ndarray, float32, shape (H, W), values {0, 0.5, 1}
+    height, width : int
+        The new size, at most (H, W).
+
+    Returns
+    -------
+    ndarray, float32, shape (height, width), values {0.0, 0.5, 1.0}
+    """
+    if height > trimap.shape[0] or width > trimap.shape[1]:
+        raise ValueError(f"shrink_trimap cannot enlarge {trimap.shape} to {(height, width)}")
+    certain = np.stack([trimap >= 1.0, trimap <= 0.0], axis=2).astype(np.float32)
+    fractions = cv2.resize(certain, (width, height), interpolation=cv2.INTER_AREA)
+    # INTER_AREA's weights sum to 1 only up to rounding.
+    foreground, background = np.moveaxis(fractions > 1.0 - 1e-4, 2, 0)
+    small = np.full((height, width), TRIMAP_UNKNOWN, dtype=np.float32)
+    small[foreground] = 1.0
+    small[background] = 0.0
+    return small
+
+
 def fit_background(
     bg: np.ndarray, height: int, width: int, rng: np.random.Generator | None = None
 ) -> np.ndarray:

@@ -1,5 +1,6 @@
 """model/compositing.py: the matting equation, trimaps, background fitting and crops."""
 
+import cv2
 import numpy as np
 import pytest
 
@@ -7,6 +8,7 @@ from model.compositing import (
     alpha_problem,
     composite,
     fit_background,
+    shrink_trimap,
     trimap_from_alpha,
     unknown_crop_origin,
 )
@@ -137,3 +139,33 @@ def test_unknown_crop_larger_than_image_starts_at_zero():
 )
 def test_alpha_problem(alpha, require_partial, problem):
     assert alpha_problem(alpha.astype(np.float32), require_partial=require_partial) == problem
+
+
+def test_shrink_trimap_by_hand():
+    trimap = np.zeros((4, 6), np.float32)
+    trimap[:, 3:] = 1.0
+    trimap[1, 2] = 0.5
+    # 2x2 blocks: left all background, middle mixes background with foreground or unknown,
+    # right all foreground.
+    expected = np.float32([[0.0, 0.5, 1.0], [0.0, 0.5, 1.0]])
+    np.testing.assert_array_equal(shrink_trimap(trimap, 2, 3), expected)
+    np.testing.assert_array_equal(shrink_trimap(trimap, 4, 6), trimap)
+
+
+def test_shrink_trimap_never_makes_an_unknown_footprint_certain():
+    rng = np.random.default_rng(5)
+    field = cv2.GaussianBlur(rng.random((60, 90), dtype=np.float32), (0, 0), 4)
+    alpha = np.clip((field - field.mean()) * 40 + 0.5, 0, 1)
+    trimap = trimap_from_alpha(alpha, kernel_size=3)
+    small = shrink_trimap(trimap, 25, 37)
+    assert set(np.unique(small)) <= {0.0, 0.5, 1.0}
+    # Back at full size (nearest), a certain small pixel covers only pixels of its own class.
+    covered = cv2.resize(small, (90, 60), interpolation=cv2.INTER_NEAREST)
+    certain = covered != 0.5
+    assert certain.any() and (~certain).any()
+    np.testing.assert_array_equal(covered[certain], trimap[certain])
+
+
+def test_shrink_trimap_refuses_to_enlarge():
+    with pytest.raises(ValueError, match="enlarge"):
+        shrink_trimap(np.zeros((4, 4), np.float32), 5, 4)
