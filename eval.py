@@ -9,6 +9,11 @@ regions clamped) and whose colours are the estimated foreground (pymatting
     python3 eval.py photo.jpg trimap.png out.png --background 0,255,0 --mask-threshold 0.5
     python3 eval.py photo.jpg trimap.png out.png --background '#00ff00'
     python3 eval.py photo.jpg trimap.png out.png --background beach.jpg
+    python3 eval.py photo.jpg trimap.png out.png --network-pixels 0   # network at full size
+
+The network runs on the window around the trimap's unknown region, at a working resolution of
+at most ``--network-pixels`` (384 x 384 by default); a guided filter guided by the
+full-resolution photo brings the matte back to full size.
 
 Extra outputs sit beside OUT: ``--background`` writes ``<OUT stem>_composite.png`` (RGB) and
 ``--mask-threshold`` writes ``<OUT stem>_mask.png`` (0/255) and ``<OUT stem>_soft_mask.png``
@@ -49,13 +54,14 @@ from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by
 from model.images import ImageError, encode_png, read_image, read_trimap, write_bytes
 from model.inference import (
     DEFAULT_MAX_PIXELS,
+    DEFAULT_NETWORK_PIXELS,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
     binary_mask,
     composite_onto,
     parse_background,
 )
-from scripts.cli import ArgumentParser, non_negative_int, positive_int
+from scripts.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -93,11 +99,13 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--log-dir", type=Path, default=Path("log"), help="runs folder (default: log)"
     )
+    add_network_pixels(model, DEFAULT_NETWORK_PIXELS)
     model.add_argument(
         "--max-pixels",
         type=positive_int,
         default=DEFAULT_MAX_PIXELS,
-        help="run in one pass up to this many pixels, tile above (default: %(default)s)",
+        help="at full resolution, run in one pass up to this many pixels, tile above"
+        " (default: %(default)s)",
     )
     model.add_argument(
         "--tile",
@@ -184,6 +192,7 @@ def _load_matter(args: argparse.Namespace):
     return Matter.load(
         args.checkpoint,
         args.log_dir,
+        network_pixels=args.network_pixels,
         max_pixels=args.max_pixels,
         tile=args.tile,
         overlap=args.overlap,

@@ -55,8 +55,14 @@ from model.images import (
     trimap_from_uint8,
     trimap_to_uint8,
 )
-from model.inference import Matter, binary_mask, composite_onto, parse_colour
-from scripts.cli import ArgumentParser
+from model.inference import (
+    DEFAULT_NETWORK_PIXELS,
+    Matter,
+    binary_mask,
+    composite_onto,
+    parse_colour,
+)
+from scripts.cli import ArgumentParser, add_network_pixels
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
@@ -565,6 +571,7 @@ def build_parser() -> ArgumentParser:
         help="-1 newest, -2 the one before, N>=0 the one saved at step N, or a path",
     )
     model.add_argument("--log-dir", default="log", help="folder holding the training runs")
+    add_network_pixels(model, DEFAULT_NETWORK_PIXELS)
 
     server = parser.add_argument_group("server")
     server.add_argument(
@@ -644,7 +651,11 @@ def main(args: list[str] | None = None) -> int:
                 file=sys.stderr,
             )
         try:
-            matter = Matter.load(options.checkpoint, log_dir=options.log_dir)
+            matter = Matter.load(
+                options.checkpoint,
+                log_dir=options.log_dir,
+                network_pixels=options.network_pixels,
+            )
         except CheckpointError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2

@@ -5,9 +5,13 @@ foreground (soft strands on a silhouette) composited over a cluttered textured b
 a trimap from ``model.compositing.trimap_from_alpha`` (kernel 15 px at 1 megapixel, scaled with
 the image side). Both methods run on the same image and trimap:
 
-* ``ours`` -- ``Matter.extract`` (alpha prediction, one pass or tiled as eval.py does, plus
-  pymatting's ``estimate_foreground_ml``), timed after a warm-up that traces the network for
-  the shape it will run (the image, or one tile) and compiles the numba kernels;
+* ``ours`` -- ``Matter.extract`` as eval.py runs it by default: the network at its working
+  resolution (``--network-pixels``, 384 x 384 pixels) on the window around the unknown region,
+  a guided filter back to full resolution, then pymatting's ``estimate_foreground_ml``; timed
+  after an untimed warm-up run on the same image, which traces the network for its shape and
+  compiles the numba kernels;
+* ``ours-full-res`` -- the same with the network at full resolution (``--network-pixels 0``:
+  one pass up to 2 megapixels, tiles above), for comparison;
 * ``closed-form`` (the baseline) -- ``pymatting.estimate_alpha_cf`` on float64 inputs as
   ``model.evaluation`` calls it, timed after a warm-up on a 64x64 crop (numba kernels).
 
@@ -62,7 +66,9 @@ from model.checkpoints import CheckpointError, resolve_checkpoint  # noqa: E402
 PRESETS = {"1": (864, 1152), "12": (3000, 4000)}
 """Megapixel labels -> (height, width); other numbers get a 4:3 frame of that many pixels."""
 
-METHODS = ("ours", "closed-form")
+METHODS = ("ours", "ours-full-res", "closed-form")
+OURS = {"ours": {}, "ours-full-res": {"network_pixels": 0}}
+"""Our methods and the Matter options that make them."""
 RANDOM = "random"
 """Model spec passed to a child for the untrained default generator."""
 
@@ -147,45 +153,35 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_matter(spec: str):
+def load_matter(spec: str, **options):
     """``Matter`` for a checkpoint prefix, or the default generator with random weights."""
     from model.inference import Matter
 
     if spec != RANDOM:
-        return Matter.load(spec)
+        return Matter.load(spec, **options)
     import keras
 
     from model.networks import ModelConfig, build_generator
 
     keras.utils.set_random_seed(0)
     config = ModelConfig(encoder_weights=None)
-    return Matter(build_generator(config), config)
+    return Matter(build_generator(config), config, **options)
 
 
-def ours_runner(spec: str, image: np.ndarray, trimap: np.ndarray):
-    """Load the model and warm it up for this image.
+def ours_runner(spec: str, image: np.ndarray, trimap: np.ndarray, **options):
+    """Load the model and warm it up on this very image (trace, numba kernels).
 
     Returns a function running one cut-out and returning the seconds its alpha part took.
     """
-    from model.inference import estimate_foreground
-
-    matter = load_matter(spec)
-    multiple = matter.config.multiple
-    height, width = trimap.shape
-    padded_h, padded_w = (-(-side // multiple) * multiple for side in (height, width))
-    if padded_h * padded_w <= matter.max_pixels:
-        matter.warm_up(height, width)
-    else:  # every tile has this one shape
-        matter.warm_up(min(matter.tile, padded_h), min(matter.tile, padded_w))
-    # numba kernels of estimate_foreground_ml, on a crop with some of each trimap class.
-    matter.extract(image[:64, :64], np.full((64, 64), 0.5, np.float32))
+    matter = load_matter(spec, **options)
+    matter.extract(image, trimap)
 
     def run() -> float:
         # Matter.extract's two steps, so the alpha part can be reported on its own.
         start = time.perf_counter()
         alpha = matter.predict_alpha(image, trimap)
         seconds = time.perf_counter() - start
-        estimate_foreground(image, alpha)
+        matter.foreground(image, trimap, alpha)
         return seconds
 
     return run
@@ -212,9 +208,10 @@ def closed_form_runner(image: np.ndarray, trimap: np.ndarray):
 def child(method: str, folder: Path, spec: str, repeat: int) -> int:
     """Time ``method`` on ``folder``/{image,trimap}.npy; print one JSON line of results."""
     image, trimap = np.load(folder / "image.npy"), np.load(folder / "trimap.npy")
-    run = (
-        ours_runner(spec, image, trimap) if method == "ours" else closed_form_runner(image, trimap)
-    )
+    if method in OURS:
+        run = ours_runner(spec, image, trimap, **OURS[method])
+    else:
+        run = closed_form_runner(image, trimap)
     seconds, alpha_seconds = [], []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -316,7 +313,7 @@ def main(args: list[str] | None = None) -> int:
                 print(f"  {label} {method}: {shown}", flush=True)
 
     print()
-    header = f"| {'size':<12} | {'method':<11} | {'seconds':>7} | {'alpha s':>7} |"
+    header = f"| {'size':<12} | {'method':<13} | {'seconds':>7} | {'alpha s':>7} |"
     header += f" {'peak RSS MB':>11} | {'vs closed-form':>14} |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
@@ -326,7 +323,7 @@ def main(args: list[str] | None = None) -> int:
         for method, row in rows.items():
             if "seconds" not in row:
                 note = row.get("skipped") or f"failed: {row['error']}"
-                print(f"| {size:<12} | {method:<11} | {note}")
+                print(f"| {size:<12} | {method:<13} | {note}")
                 continue
             seconds = statistics.median(row["seconds"])
             alpha = (
@@ -334,7 +331,7 @@ def main(args: list[str] | None = None) -> int:
             )
             ratio = f"{seconds / statistics.median(base):.3f}x" if base else "-"
             print(
-                f"| {size:<12} | {method:<11} | {seconds:>7.2f} | {alpha:>7} |"
+                f"| {size:<12} | {method:<13} | {seconds:>7.2f} | {alpha:>7} |"
                 f" {row['peak_rss_mb']:>11.0f} | {ratio:>14} |"
             )
     print(

@@ -1,4 +1,4 @@
-"""Argument parsing shared by the data scripts: one-line errors and checked number types.
+"""Argument parsing shared by the command-line tools: one-line errors, checked number types.
 
 ``argparse`` normally answers bad arguments with the usage text and ``prog: error: ...``; the
 project's convention is a single ``error: <what>: <problem>`` line and exit code 2, which
@@ -58,4 +58,15 @@ def add_process_workers(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=os.cpu_count() or 1,
         help="worker processes (default: all CPU cores)",
+    )
+
+
+def add_network_pixels(group: argparse._ArgumentGroup, default: int) -> None:
+    """``--network-pixels`` of eval.py and serve.py (``model.inference.Matter``'s option)."""
+    group.add_argument(
+        "--network-pixels",
+        type=non_negative_int,
+        default=default,
+        help="run the network at about this many pixels and guided-upsample its matte; 0 runs"
+        " it at full resolution (default: %(default)s)",
     )

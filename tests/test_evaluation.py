@@ -124,6 +124,22 @@ def test_evaluate_scores_each_method_like_a_direct_call(tiny_dataset, matter):
     }
 
 
+def test_a_call_that_traced_the_network_is_timed_again(tiny_dataset, monkeypatch):
+    # A fresh model traces once per new input shape; that call is repeated and the repeat
+    # timed, so no sample's seconds include a trace.
+    matter = Matter(build_generator(TINY), TINY)
+    calls = []
+    predict = matter.predict_alpha
+    monkeypatch.setattr(
+        matter, "predict_alpha", lambda image, trimap: calls.append(1) or predict(image, trimap)
+    )
+    samples = find_samples(tiny_dataset / "test")
+    evaluate(samples, ["ours"], matter, progress=False)
+    shapes = len(matter.traced_shapes)
+    assert 1 <= shapes < len(samples)
+    assert len(calls) == len(samples) + shapes
+
+
 def test_a_method_failure_is_recorded_and_the_rest_goes_on(tiny_dataset, tmp_path):
     root = _copy_split(tiny_dataset, tmp_path / "data")
     name = find_samples(root)[0].name

@@ -180,6 +180,55 @@ def _last_tile_wins(generator, image, trimap, tile) -> np.ndarray:
     return np.abs(pasted - whole)
 
 
+def test_working_size_keeps_the_aspect_ratio_on_the_pooling_grid(generator):
+    matter = Matter(generator, TINY, network_pixels=250_000)
+    assert matter.working_size(1000, 1000) == (500, 500)
+    # Scale sqrt(250000 / 995328) = 0.501: 433.1 x 577.4, rounded to multiples of 4.
+    assert matter.working_size(864, 1152) == (432, 576)
+    # Scale 0.354: 7.07 x 1414.2 -> 8 x 1416; a side is never below the multiple.
+    assert Matter(generator, TINY, network_pixels=10_000).working_size(20, 4000) == (8, 1416)
+    assert Matter(generator, TINY, network_pixels=100).working_size(50, 50) == (8, 8)
+    assert matter.working_size(300, 400) == (300, 400)  # within the budget: full size
+    assert Matter(generator, TINY, network_pixels=0).working_size(3000, 4000) == (3000, 4000)
+
+
+def test_a_large_window_runs_at_the_working_resolution(generator, monkeypatch):
+    matter = Matter(generator, TINY, network_pixels=80 * 120 // 4)
+    calls = []
+    run = matter._run
+    monkeypatch.setattr(matter, "_run", lambda batch: calls.append(batch.shape) or run(batch))
+    image, trimap = _smooth_image(80, 120), _random_trimap(80, 120, seed=2)
+    trimap[:, :8] = 0.5  # the unknown window is the whole image
+    alpha = matter.predict_alpha(image, trimap)
+    assert calls == [(1, 40, 60, 4)]
+    assert alpha.shape == (80, 120)
+    assert np.all(alpha[trimap == 0.0] == 0.0) and np.all(alpha[trimap == 1.0] == 1.0)
+    unknown = alpha[trimap == 0.5]
+    assert np.all((unknown >= 0) & (unknown <= 1)) and unknown.std() > 0
+
+
+def _affine_network() -> keras.Model:
+    """alpha = 0.2 R + 0.3 G + 0.1 B + 0.2 at every pixel (trimap ignored), in [0.2, 0.8]."""
+    inputs = keras.Input((None, None, 4))
+    layer = keras.layers.Conv2D(1, 1)
+    outputs = layer(inputs)
+    layer.set_weights([np.float32([0.2, 0.3, 0.1, 0.0]).reshape(1, 1, 4, 1), np.float32([0.2])])
+    return keras.Model(inputs, outputs)
+
+
+def test_working_resolution_recovers_full_resolution_detail():
+    # A network whose matte is an affine function of the colours: at a quarter of the pixels
+    # plus the guided filter it must give what it gives at full resolution, detail included.
+    network = _affine_network()
+    image, trimap = _smooth_image(96, 128), np.full((96, 128), 0.5, np.float32)
+    full = Matter(network, TINY, network_pixels=0).predict_alpha(image, trimap)
+    np.testing.assert_allclose(full, image @ np.float32([0.2, 0.3, 0.1]) + 0.2, atol=1e-6)
+    small = Matter(network, TINY, network_pixels=96 * 128 // 4)
+    working = small.predict_alpha(image, trimap)
+    assert small.traced_shapes == {(1, 48, 64, 4)}
+    np.testing.assert_allclose(working, full, atol=2e-3)
+
+
 def test_trimap_without_unknown_is_returned_without_running_the_model(generator, monkeypatch):
     matter = Matter(generator, TINY)
     monkeypatch.setattr(matter, "_run", lambda batch: pytest.fail("the model should not run"))
@@ -352,3 +401,12 @@ def test_the_network_runs_only_on_the_window_around_the_unknown_region(generator
     # the network gives on the whole image.
     whole = clamp_to_trimap(_raw_network(generator, image, trimap), trimap)
     np.testing.assert_allclose(alpha, whole, atol=1e-5)
+
+
+def test_many_input_sizes_do_not_warn_about_retracing(generator, capfd, caplog):
+    # Each size is its own trace by design; TensorFlow warns after five of them.
+    matter = Matter(generator, TINY)
+    for side in range(8, 64, 8):
+        matter.predict_alpha(_smooth_image(side, side), np.full((side, side), 0.5, np.float32))
+    assert len(matter.traced_shapes) == 7
+    assert "retracing" not in capfd.readouterr().err + caplog.text
