@@ -76,6 +76,21 @@ def test_writes_rgba_with_the_matte_and_clamped_known_regions(log_dir, pair, tmp
     assert np.all((alpha[trimap == 128] > 0) & (alpha[trimap == 128] < 255))
 
 
+def test_network_pixels_selects_the_working_resolution(log_dir, pair, tmp_path):
+    # 37 x 53 = 1961 pixels: a budget of 400 shrinks the window, 0 keeps full size.
+    mattes = {}
+    for budget in ("400", "0"):
+        out = tmp_path / f"out_{budget}.png"
+        assert _run(log_dir, *pair, out, "--network-pixels", budget) == 0
+        with Image.open(out) as image:
+            assert image.mode == "RGBA" and image.size == (WIDTH, HEIGHT)
+        mattes[budget] = _pixels(out)[..., 3]
+    trimap = _trimap()
+    for alpha in mattes.values():
+        assert np.all(alpha[trimap == 0] == 0) and np.all(alpha[trimap == 255] == 255)
+    assert np.any(mattes["400"] != mattes["0"])
+
+
 @pytest.mark.parametrize("colour", ["0,255,0", "#00ff00"])
 def test_composite_onto_a_colour_is_alpha_f_plus_one_minus_alpha_c(log_dir, pair, tmp_path, colour):
     out = tmp_path / "out.png"
@@ -233,11 +248,20 @@ def test_bad_options_are_one_line_errors(log_dir, pair, tmp_path, capsys, extra,
     assert err.startswith("error: ") and message in err and err.count("\n") == 1
 
 
-def test_out_of_range_threshold_is_rejected_by_the_parser(pair, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--mask-threshold", "2", "must be in [0, 1]"),
+        ("--network-pixels", "-1", "must be >= 0, not -1"),
+    ],
+)
+def test_out_of_range_numbers_are_rejected_by_the_parser(
+    pair, tmp_path, capsys, option, value, message
+):
     with pytest.raises(SystemExit) as exit_info:
-        eval_cli.main([*map(str, pair), str(tmp_path / "o.png"), "--mask-threshold", "2"])
+        eval_cli.main([*map(str, pair), str(tmp_path / "o.png"), option, value])
     assert exit_info.value.code == 2
-    assert capsys.readouterr().err.startswith("error: argument --mask-threshold: must be in [0, 1]")
+    assert capsys.readouterr().err.startswith(f"error: argument {option}: {message}")
 
 
 def _stderr_lines(result: subprocess.CompletedProcess) -> list[str]:
