@@ -15,7 +15,8 @@ only if it is opaque and its shorter side is at least ``--min-background`` pixel
                                             (kept/rejected/failed/duplicate), reason
 
 A re-run resumes: URLs already in the manifest are not fetched again, and a query with
-``--per-query`` records already is not searched again. Chromium comes from Debian's
+``--per-query`` records already is not searched again; ``--retry-failed`` fetches the URLs
+whose last record failed once more, straight from the manifest. Chromium comes from Debian's
 ``chromium`` + ``chromium-driver`` packages, or from a Google Chrome that Selenium Manager finds.
 
 Usage examples::
@@ -311,6 +312,8 @@ def _run(options, queries: dict[str, list[str]]) -> int:
         retry_failed=options.retry_failed,
         progress=not options.quiet,
     ) as downloader:
+        if options.retry_failed:
+            downloader.resubmit_failed()
         plan = _plan(options, queries, downloader.records)
         if plan:
             with start_browser(

@@ -387,6 +387,28 @@ class Downloader:
         self._futures.append(self._pool.submit(self._process, job))
         return True
 
+    def resubmit_failed(self) -> int:
+        """Queue again every URL whose last record is ``failed``, with that record's provenance.
+
+        Only a Downloader made with ``retry_failed`` does; otherwise those URLs are known and
+        skipped. Searching alone would not bring them back: a query with enough records is
+        not searched again, whatever their status. Returns how many were queued.
+        """
+        last = {record["url"]: record for record in self.records}
+        jobs = [
+            Job(
+                record["kind"],
+                url,
+                record.get("query"),
+                record.get("engine"),
+                record.get("page_url"),
+                record.get("search_url"),
+            )
+            for url, record in last.items()
+            if record.get("status") == "failed" and record.get("kind") in KINDS
+        ]
+        return sum(self.submit(job) for job in jobs)
+
     def wait(self) -> Counter[str]:
         """Block until every queued job is recorded; return :attr:`counts`."""
         for future in self._futures:

@@ -300,6 +300,33 @@ def test_retry_failed_fetches_only_failed_urls_again(site, tmp_path):
     assert last["file"] == f"foreground/{sha(later)[:16]}.png"
 
 
+def test_resubmit_failed_queues_failed_urls_with_their_provenance(site, tmp_path):
+    site.add("/img/ok.png", Resource(encode(soft_rgba(9), "RGBA")))
+    site.add("/img/later.png", Resource(status=404))
+    search = site.url("/s?q=cat")
+    jobs = [
+        Job("foreground", site.url(path), "cat", "bing", site.url("/page" + path), search)
+        for path in ("/img/ok.png", "/img/later.png")
+    ]
+    settings = Settings(timeout=2, retries=0)
+    with Downloader(tmp_path, settings, workers=2, progress=False) as downloader:
+        for job in jobs:
+            downloader.submit(job)
+        assert downloader.resubmit_failed() == 0  # nothing had failed before this run
+    later = encode(soft_rgba(10), "RGBA")
+    site.resources["/img/later.png"] = Resource(later)
+    site.reset_counts()
+    with Downloader(tmp_path, settings, progress=False) as downloader:
+        assert downloader.resubmit_failed() == 0  # without retry_failed, failed URLs are known
+    with Downloader(tmp_path, settings, retry_failed=True, progress=False) as downloader:
+        assert downloader.resubmit_failed() == 1
+    assert (site.hits["/img/ok.png"], site.hits["/img/later.png"]) == (0, 1)
+    last = all_records(tmp_path)[-1]
+    expected = {"url": jobs[1].url, "status": "kept", "query": "cat", "engine": "bing"}
+    assert {key: last[key] for key in expected} == expected
+    assert (last["page_url"], last["search_url"]) == (jobs[1].page_url, search)
+
+
 def all_records(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
 
@@ -434,6 +461,19 @@ def test_download_keeps_exactly_the_useful_images_and_resumes(site, tmp_path, ca
     assert download.main(cli_args(site, "bing", out, tmp_path)) == 0
     assert site.image_hits() == 0
     assert (out / "manifest.jsonl").read_bytes() == manifest
+
+    # --retry-failed fetches exactly the three failed URLs again, even when every query is
+    # complete (--per-query 1) and so is not searched again.
+    site.reset_counts()
+    searches = len(site.searches)
+    retry = ["--retry-failed", "--per-query", "1"]
+    assert download.main([*cli_args(site, "bing", out, tmp_path), *retry]) == 0
+    failed = {path for path, (status, _) in cases["expected"].items() if status == "failed"}
+    assert len(failed) == 3 and len(site.searches) == searches
+    assert {path for path in cases["expected"] if site.hits[path]} == failed
+    retried = all_records(out)[-3:]
+    assert {r["url"] for r in retried} == {site.url(path) for path in failed}
+    assert all(r["status"] == "failed" and r["query"] == "fluffy cat" for r in retried)
 
 
 @needs_chromium
