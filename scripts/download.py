@@ -30,6 +30,10 @@ Usage examples::
     MATTING_SEARCH_URL='http://127.0.0.1:8000/s?q={query}' python3 scripts/download.py
 
 A query file has one query per line; blank lines and lines starting with ``#`` are ignored.
+
+A result page that fails before any has loaded (no network, a wrong ``--search-url``) stops the
+run with one line; a later one is reported, its query skipped, and the exit status is 1 at the
+end.
 """
 
 from __future__ import annotations
@@ -305,6 +309,7 @@ def _run(options, queries: dict[str, list[str]]) -> int:
         min_background=options.min_background,
     )
     out = Path(options.out)
+    searched = skipped = 0
     with Downloader(
         out,
         settings,
@@ -328,7 +333,20 @@ def _run(options, queries: dict[str, list[str]]) -> int:
                     if index and options.delay > 0:
                         time.sleep(options.delay)
                     url = search_url(engine, query, kind, options.search_url)
-                    hits = browser.collect(engine, url, want=missing, exclude=downloader.known_urls)
+                    try:
+                        hits = browser.collect(
+                            engine, url, want=missing, exclude=downloader.known_urls
+                        )
+                    except SearchError as error:
+                        # Before any page has loaded, a failure most likely means no network
+                        # or a wrong --search-url: stop with that one line. After, one bad
+                        # page should not cost the rest of a long run.
+                        if searched == 0:
+                            raise
+                        tqdm.write(f"warning: {error}; query skipped", file=sys.stderr)
+                        skipped += 1
+                        continue
+                    searched += 1
                     if not hits:
                         tqdm.write(f"warning: {url}: no new results", file=sys.stderr)
                     for hit in hits:
@@ -336,6 +354,13 @@ def _run(options, queries: dict[str, list[str]]) -> int:
         counts = downloader.wait()
     summary = ", ".join(f"{counts[s]} {s}" for s in ("kept", "rejected", "failed", "duplicate"))
     print(f"{out}: {summary}", file=sys.stderr)
+    if skipped:
+        print(
+            f"error: {skipped} of {skipped + searched} searches failed (warnings above);"
+            " run again to retry them",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -85,6 +85,8 @@ class LoopbackSite:
     hits : collections.Counter
         Requests per path (without query string).
     searches : list of Search
+    broken_queries : set of str
+        Queries whose result page answers HTTP 500.
     """
 
     resources: dict[str, Resource] = field(default_factory=dict)
@@ -93,6 +95,7 @@ class LoopbackSite:
     )
     hits: Counter = field(default_factory=Counter)
     searches: list[Search] = field(default_factory=list)
+    broken_queries: set[str] = field(default_factory=set)
 
     def __post_init__(self):
         self._lock = threading.Lock()
@@ -167,6 +170,9 @@ class LoopbackSite:
                 query = params.get("q", [""])[0]
                 with site._lock:
                     site.searches.append(Search(engine, query, kind, raw_query))
+                if query in site.broken_queries:
+                    self._send(500, "text/html", b"<h1>server error</h1>")
+                    return
                 paths = site.results[kind]
                 html = render_page(engine, [_result(site.base, path) for path in paths])
                 self._send(200, "text/html; charset=utf-8", html.encode("utf-8"))

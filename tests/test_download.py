@@ -535,6 +535,27 @@ def test_unreachable_search_page_is_one_line(tmp_path):
 
 
 @needs_chromium
+@pytest.mark.slow
+def test_a_failing_search_after_a_good_one_is_skipped(site, tmp_path, capsys):
+    images = {i: encode(soft_rgba(300 + i), "RGBA") for i in range(3)}
+    for i, data in images.items():
+        site.add(f"/img/s{i}.png", Resource(data), "foreground")
+    site.broken_queries.add("wet dog")
+    queries = query_file(tmp_path, "three.txt", "fluffy cat", "wet dog", "red fox")
+    out = tmp_path / "raw"
+    args = cli_args(site, "bing", out, tmp_path, "--only", "foreground")
+    assert download.main([*args, "--foreground-queries", queries]) == 1
+
+    # The broken page was skipped and the third query still searched; every image was saved.
+    assert [s.query for s in site.searches] == ["fluffy cat", "wet dog", "red fox"]
+    assert files_in(out / "foreground") == {f"{sha(images[i])[:16]}.png" for i in range(3)}
+    err = capsys.readouterr().err.strip().splitlines()
+    broken = site.url("/bing/images/search?q=wet+dog&form=HDRSC2&qft=+filterui:photo-transparent")
+    assert f"warning: {broken}: search page returned HTTP 500; query skipped" in err
+    assert err[-1] == "error: 1 of 3 searches failed (warnings above); run again to retry them"
+
+
+@needs_chromium
 def test_search_page_http_error_is_one_line(site, tmp_path, capsys):
     template = site.url("/down?q={query}")
     args = ["--only", "background", "--background-queries", query_file(tmp_path, "q.txt", "sea")]
