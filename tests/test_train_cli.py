@@ -107,6 +107,19 @@ def test_tensorboard_samples_and_validation_log(trained_run):
     assert steps_saved(trained_run / "best") == [best["step"]]
 
 
+def test_tensorboard_itself_reads_the_run(trained_run):
+    # What `tensorboard --logdir` shows: its own event loader, not our reading of the records.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(trained_run / "tensorboard")).Reload()
+    assert "samples" in events.Tags()["tensors"]
+    assert [event.step for event in events.Tensors("val/sad")] == [0, 100, 200]
+    losses = events.Tensors("train/g_total")
+    assert [event.step for event in losses] == [50, 100, 150, 200]
+    values = [float(tf.make_ndarray(event.tensor_proto)) for event in losses]
+    assert all(np.isfinite(value) and value > 0 for value in values)
+
+
 def test_timelapse_flag(trained_run, capsys):
     assert train.main(["--timelapse", str(trained_run)]) == 0
     assert capsys.readouterr().out.strip() == str(trained_run / "timelapse.gif")
