@@ -143,25 +143,6 @@ def guided_filter_coefficients(
     return averaged[..., :3], averaged[..., 3]
 
 
-def guided_filter(
-    guide: np.ndarray, source: np.ndarray, radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS
-) -> np.ndarray:
-    """Colour guided filter at one resolution: :math:`q = \\bar a^T I + \\bar b`.
-
-    Parameters
-    ----------
-    guide : ndarray, float32, shape (H, W, 3), values in [0, 1]
-    source : ndarray, float32, shape (H, W)
-    radius, eps : see :func:`guided_filter_coefficients`
-
-    Returns
-    -------
-    ndarray, float32, shape (H, W); not clipped.
-    """
-    a, b = guided_filter_coefficients(guide, source, radius, eps)
-    return (a * guide).sum(axis=2) + b
-
-
 def guided_upsample(
     source: np.ndarray,
     guide_small: np.ndarray,

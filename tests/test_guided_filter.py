@@ -9,7 +9,6 @@ import pytest
 from model.guided_filter import (
     _solve_symmetric_3x3,
     box_mean,
-    guided_filter,
     guided_filter_coefficients,
     guided_upsample,
 )
@@ -59,7 +58,9 @@ def test_an_affine_function_of_the_guide_is_reproduced():
     a, b = guided_filter_coefficients(colours, source, radius=3, eps=1e-7)
     np.testing.assert_allclose(a, np.broadcast_to(AFFINE[0], a.shape), atol=2e-3)
     np.testing.assert_allclose(b, AFFINE[1], atol=2e-3)
-    np.testing.assert_allclose(guided_filter(colours, source, 3, 1e-7), source, atol=1e-4)
+    np.testing.assert_allclose(
+        guided_upsample(source, colours, colours, 3, 1e-7), source, atol=1e-4
+    )
 
 
 def test_a_flat_guide_gives_the_twice_box_filtered_source():
@@ -67,7 +68,7 @@ def test_a_flat_guide_gives_the_twice_box_filtered_source():
     flat = np.full((20, 30, 3), 0.4, np.float32)
     source = np.random.default_rng(2).random((20, 30), dtype=np.float32)
     expected = box_mean(box_mean(source, 2), 2)
-    np.testing.assert_allclose(guided_filter(flat, source, 2, 1e-4), expected, atol=1e-5)
+    np.testing.assert_allclose(guided_upsample(source, flat, flat, 2, 1e-4), expected, atol=1e-5)
 
 
 def test_upsampling_follows_the_full_resolution_guide():
@@ -87,6 +88,6 @@ def test_upsampling_follows_the_full_resolution_guide():
 def test_invalid_arguments():
     colours = _colours(8, 8)
     with pytest.raises(ValueError, match="eps"):
-        guided_filter(colours, colours[..., 0], 1, 0.0)
+        guided_filter_coefficients(colours, colours[..., 0], 1, 0.0)
     with pytest.raises(ValueError, match="small guide"):
         guided_upsample(np.zeros((3, 3), np.float32), colours[:4, :4], colours)
