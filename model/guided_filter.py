@@ -155,7 +155,8 @@ def guided_upsample(
     .. math:: q = \\operatorname{up}(\\bar a)^T I + \\operatorname{up}(\\bar b)
 
     where :math:`\\bar a, \\bar b` come from :func:`guided_filter_coefficients` on
-    (``guide_small``, ``source``) and up() is a bilinear resize to the guide's size.
+    (``guide_small``, ``source``) and up() is a bilinear resize to the guide's size. With
+    ``guide_small`` the guide itself, this is the guided filter at one resolution.
 
     Parameters
     ----------
