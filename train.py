@@ -2,7 +2,10 @@
 
 Examples
 --------
-    python3 train.py scripts/data                       # defaults (U-Net 32x4, 320 px crops, GAN)
+    python3 train.py scripts/data                       # defaults (U-Net 32x4, 320 px crops, GAN,
+                                                        # closed-form prior)
+    python3 train.py scripts/data --prior none          # RGB + trimap only (ablation)
+    python3 train.py scripts/data --init-from log/pretrained --lap-weight 1   # fine-tune
     python3 train.py scripts/data --run hair --steps 20000 --batch-size 16 --lr 1e-4
     python3 train.py scripts/data --no-gan               # the same generator without D (ablation)
     python3 train.py scripts/data --encoder mobilenetv2 --mixed-precision   # on a GPU
@@ -38,7 +41,9 @@ from pathlib import Path
 import tensorflow as tf
 
 from model.checkpoints import CheckpointError, resolve_checkpoint, trained_runs
+from model.classical import PRIORS
 from model.dataset import DatasetError, list_samples
+from model.inference import model_config, restore_generator
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, ModelConfig
 from model.training import (
@@ -66,6 +71,7 @@ MODEL_FLAGS = {
     "disc_filters": "disc_filters",
     "disc_layers": "disc_layers",
     "encoder_weights": "encoder_weights",
+    "prior": "prior",
 }
 """argparse dest -> ModelConfig field."""
 
@@ -137,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=model.encoder_weights or "none",
         help="MobileNetV2 start weights, from Keras' cache ~/.keras/models (%(default)s)",
     )
+    arch.add_argument(
+        "--prior",
+        choices=(*PRIORS, "none"),
+        default=PRIORS[0],
+        help="classical matte the generator sees and corrects; needs the dataset's prior/"
+        " folder, which scripts/combine.py writes (%(default)s)",
+    )
 
     # optimisation
     optim = parser.add_argument_group("optimisation")
@@ -196,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=train.grad_weight,
         help="alpha-gradient L1 (%(default)s)",
     )
+    gan.add_argument(
+        "--lap-weight",
+        type=float,
+        default=train.lap_weight,
+        help="Laplacian-pyramid L1, 5 levels; crop sides must be multiples of 16 (%(default)s)",
+    )
 
     # checkpoints
     ckpt = parser.add_argument_group("checkpoints")
@@ -211,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="-1",
         help="with --resume: -1 newest, -2 the one before, N the one saved at step N, or a"
         " path (%(default)s)",
+    )
+    ckpt.add_argument(
+        "--init-from",
+        metavar="CHECKPOINT",
+        help="a new run starts its generator from this checkpoint's (same selectors as"
+        " --checkpoint; a run directory or log/pretrained works); layers that gained input"
+        " channels get zeros for them",
     )
     ckpt.add_argument(
         "--save-every",
@@ -270,8 +296,9 @@ def _explicit(parser: argparse.ArgumentParser, argv: list[str], dests) -> set[st
 
 def _model_config(opts: argparse.Namespace) -> ModelConfig:
     values = {field: getattr(opts, dest) for dest, field in MODEL_FLAGS.items()}
-    if values["encoder_weights"] == "none":
-        values["encoder_weights"] = None
+    for field in ("encoder_weights", "prior"):
+        if values[field] == "none":
+            values[field] = None
     return ModelConfig(**values)
 
 
@@ -286,7 +313,10 @@ def _plan(opts: argparse.Namespace, explicit: set[str]):
         if explicit & {"checkpoint"}:
             raise RunError("--checkpoint: only with --resume")
         cfg = _model_config(opts)
-        settings = TrainSettings(**_settings(opts, vars(opts)))
+        values = _settings(opts, vars(opts))
+        if opts.init_from is not None:
+            values["init_from"] = str(resolve_checkpoint(opts.init_from, log_dir).path)
+        settings = TrainSettings(**values)
         if settings.distribute == "multiworker" and opts.run is None:
             raise RunError("--distribute multiworker: pass --run NAME so every worker agrees")
         name = opts.run or new_run_name(log_dir)
@@ -294,6 +324,8 @@ def _plan(opts: argparse.Namespace, explicit: set[str]):
         run_dir = start_run(log_dir, name, cfg, settings, data, write=False)
         return data, run_dir, cfg, settings, None
 
+    if "init_from" in explicit:
+        raise RunError("--init-from: only for a new run (--resume restores the whole state)")
     run_dir = resume_target(log_dir, opts.run)
     cfg, saved = read_run_config(run_dir)
     asked = _model_config(opts)
@@ -319,13 +351,14 @@ def _plan(opts: argparse.Namespace, explicit: set[str]):
     return data, run_dir, cfg, settings, ref
 
 
-def _check_data(data: Path, settings: TrainSettings) -> None:
+def _check_data(data: Path, settings: TrainSettings, cfg: ModelConfig) -> None:
     """Fail early, with the dataset's own one-line message, on a bad folder or split."""
-    list_samples(data, "train")
+    prior = cfg.prior is not None
+    list_samples(data, "train", prior=prior)
     if (settings.val_every and settings.max_val_samples) or (
         settings.image_every and settings.image_samples
     ):
-        list_samples(data, "val")
+        list_samples(data, "val", prior=prior)
 
 
 def _install_signal_handlers(stop: StopRequest) -> dict:
@@ -384,7 +417,13 @@ def main(args: list[str] | None = None) -> int:
                 f"--crop-size {settings.crop_size}: must be a multiple of {cfg.multiple}"
                 f" for this model ({cfg.encoder}, depth {cfg.depth})"
             )
-        _check_data(data, settings)
+        if settings.lap_weight and settings.crop_size % 16:
+            raise RunError(f"--crop-size {settings.crop_size}: --lap-weight needs a multiple of 16")
+        _check_data(data, settings, cfg)
+        source = None
+        if ref is None and settings.init_from is not None:
+            source_ref = resolve_checkpoint(settings.init_from, opts.log_dir)
+            source = restore_generator(source_ref, model_config(source_ref))
         strategy = make_strategy(settings.distribute)
         chief = is_chief(strategy)
         if chief:
@@ -411,6 +450,7 @@ def main(args: list[str] | None = None) -> int:
             cfg,
             settings,
             resume=ref.path if ref else None,
+            init_from=source,
             strategy=strategy,
             stop=stop,
             progress=not opts.quiet,

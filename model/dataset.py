@@ -4,6 +4,7 @@ Layout read (all five files of a sample have the same size; ``image`` is written
 sample is complete when ``image/NAME.png`` exists)::
 
     <root>/<split>/{image,trimap,alpha,fg,bg}/NAME.png
+    <root>/<split>/prior/NAME.png      (16-bit closed-form alpha; read with ``prior=True``)
 
 Training elements are augmented crops, made per sample in numpy/OpenCV and run in parallel
 inside ``tf.data`` (OpenCV releases the GIL while it decodes and resizes):
@@ -19,6 +20,12 @@ inside ``tf.data`` (OpenCV releases the GIL while it decodes and resizes):
 6. the image re-composited, ``image = composite(fg, alpha, bg)``, so the four arrays a training
    step sees always satisfy the matting equation exactly (the disk image does only up to 8-bit
    rounding, and not at all after jitter or re-composition).
+
+With ``prior=True`` each element also carries the sample's stored closed-form matte, cropped,
+scaled and flipped with the alpha. That matte belongs to the stored image and trimap, so steps 3
+and 5 are skipped (``recompose`` and ``redraw_trimap`` must be False), and the foreground and
+background share one colour jitter: closed-form matting is invariant to a global affine change of
+colours, so the stored matte stays the one the jittered image would give.
 
 Every random choice of element ``i`` (counting across epochs) comes from a generator seeded
 with ``(seed, i)``, and the sample order of each epoch from ``(seed, epoch)``, so a dataset
@@ -53,6 +60,9 @@ from model.images import ImageError, probe_image, trimap_from_uint8
 KINDS = ("image", "trimap", "alpha", "fg", "bg")
 """Sub-folders of a split; every sample has one PNG in each."""
 
+PRIOR_KIND = "prior"
+"""Optional sub-folder with each sample's closed-form matte (``scripts/combine.py --prior``)."""
+
 CROP_SCALES = (1.0, 1.5, 2.0)
 """Training windows are ``crop_size`` times one of these before being resized to ``crop_size``."""
 
@@ -81,7 +91,7 @@ class DatasetError(ValueError):
     """A dataset folder that cannot be used; ``str(error)`` starts with the offending path."""
 
 
-def list_samples(root: str | os.PathLike, split: str) -> list[str]:
+def list_samples(root: str | os.PathLike, split: str, *, prior: bool = False) -> list[str]:
     """Names of the complete samples of a split, sorted.
 
     Parameters
@@ -90,6 +100,8 @@ def list_samples(root: str | os.PathLike, split: str) -> list[str]:
         The folder written by combine.py (``scripts/data``), holding ``<split>/``.
     split : str
         ``"train"``, ``"val"`` or ``"test"`` (any sub-folder name works).
+    prior : bool
+        Also require ``prior/NAME.png`` for every sample.
 
     Returns
     -------
@@ -115,19 +127,21 @@ def list_samples(root: str | os.PathLike, split: str) -> list[str]:
         raise DatasetError(
             f"{image_dir}: no samples (expected NAME.png files as written by scripts/combine.py)"
         )
+    kinds = (*KINDS[1:], PRIOR_KIND) if prior else KINDS[1:]
     for stem in stems:
-        _check_sample(split_dir, stem)
+        _check_sample(split_dir, stem, kinds)
     return stems
 
 
-def _check_sample(split_dir: Path, stem: str) -> None:
-    """Raise DatasetError unless all five files of ``stem`` exist with one size."""
+def _check_sample(split_dir: Path, stem: str, kinds: tuple[str, ...]) -> None:
+    """Raise DatasetError unless the image and the ``kinds`` files of ``stem`` share one size."""
     image_path = split_dir / "image" / f"{stem}.png"
     size = _header_size(image_path)
-    for kind in KINDS[1:]:
+    for kind in kinds:
         path = split_dir / kind / f"{stem}.png"
         if not path.is_file():
-            raise DatasetError(f"{path}: missing (the sample has image/{stem}.png)")
+            hint = " (scripts/combine.py --prior adds priors)" if kind == PRIOR_KIND else ""
+            raise DatasetError(f"{path}: missing (the sample has image/{stem}.png){hint}")
         other = _header_size(path)
         if other != size:
             raise DatasetError(
@@ -158,6 +172,14 @@ def _read_grey(path: Path) -> np.ndarray:
     if pixels is None:
         raise DatasetError(f"{path}: cannot read image")
     return pixels
+
+
+def _read_prior(path: Path) -> np.ndarray:
+    """Decode a stored prior (16-bit, or 8-bit, single-channel PNG) as float32 (H, W) in [0, 1]."""
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None or pixels.ndim != 2:
+        raise DatasetError(f"{path}: cannot read a single-channel prior")
+    return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
 
 
 def _to_float(pixels: np.ndarray) -> np.ndarray:
@@ -243,7 +265,10 @@ class _TrainSampler:
         jitter: bool,
         recompose: bool,
         redraw_trimap: bool,
+        prior: bool = False,
     ):
+        if prior and (recompose or redraw_trimap):
+            raise ValueError("a stored prior needs recompose=False and redraw_trimap=False")
         self.split_dir = split_dir
         self.stems = stems
         self.crop_size = crop_size
@@ -251,6 +276,7 @@ class _TrainSampler:
         self.jitter = jitter
         self.recompose = recompose
         self.redraw_trimap = redraw_trimap
+        self.prior = prior
         self._backgrounds: OrderedDict[int, np.ndarray] = OrderedDict()
         self._cached_bytes = 0
         self._lock = threading.Lock()
@@ -294,6 +320,14 @@ class _TrainSampler:
         alpha = _window(alpha, top, left, side, size, cv2.INTER_AREA)
         fg = _window(fg, top, left, side, size, cv2.INTER_AREA)
         flip = bool(rng.random() < 0.5)
+        prior = None
+        if self.prior:
+            prior_path = self._path(PRIOR_KIND, index)
+            prior = _read_prior(prior_path)
+            if prior.shape != (height, width):
+                raise DatasetError(f"{prior_path}: size differs from the alpha's")
+            prior = _window(prior, top, left, side, size, cv2.INTER_AREA)
+            prior = cv2.flip(prior, 1) if flip else prior
 
         if self.recompose and rng.random() < RECOMPOSE_PROBABILITY:
             bg = self._background(int(rng.integers(len(self.stems))))
@@ -311,8 +345,10 @@ class _TrainSampler:
         if flip:
             alpha, fg, bg = cv2.flip(alpha, 1), cv2.flip(fg, 1), cv2.flip(bg, 1)
         alpha = _to_float(alpha)
-        fg = _to_rgb(fg, _colour_matrix(rng) if self.jitter else None)
-        bg = _to_rgb(bg, _colour_matrix(rng) if self.jitter else None)
+        fg_matrix = _colour_matrix(rng) if self.jitter else None
+        bg_matrix = _colour_matrix(rng) if self.jitter else None
+        fg = _to_rgb(fg, fg_matrix)
+        bg = _to_rgb(bg, fg_matrix if self.prior else bg_matrix)
 
         if self.redraw_trimap:
             low, high = TRIMAP_KERNEL_RANGE
@@ -326,7 +362,13 @@ class _TrainSampler:
 
         image = composite(fg, alpha, bg)
         np.clip(image, 0.0, 1.0, out=image)
-        return image, trimap[..., None], alpha[..., None], fg, bg
+        arrays = (image, trimap[..., None], alpha[..., None], fg, bg)
+        if prior is not None:
+            # Certain trimap pixels get the trimap's value, as the prior has at inference.
+            known = np.abs(trimap - 0.5) >= 0.25
+            prior[known] = trimap[known]
+            arrays += (prior[..., None],)
+        return arrays
 
 
 def _as_dict(
@@ -360,6 +402,7 @@ def make_train_dataset(
     jitter: bool = True,
     recompose: bool = True,
     redraw_trimap: bool = True,
+    prior: bool = False,
 ) -> tf.data.Dataset:
     """Infinite, shuffled, augmented training batches (see the module docstring for the steps).
 
@@ -378,13 +421,17 @@ def make_train_dataset(
     jitter, recompose, redraw_trimap : bool
         Turn off colour jitter, new backgrounds, or re-drawn trimaps (then the disk trimap is
         cropped with the alpha, and every 0 < alpha < 1 pixel of the crop is marked unknown).
+    prior : bool
+        Also yield the stored closed-form matte; needs ``recompose=False`` and
+        ``redraw_trimap=False`` (see the module docstring).
 
     Returns
     -------
     tf.data.Dataset
         Yields dicts of float32 tensors: ``image``, ``fg``, ``bg`` (B, S, S, 3) in [0, 1];
         ``alpha`` (B, S, S, 1) in [0, 1]; ``trimap`` (B, S, S, 1) in {0, 0.5, 1}, whose
-        unknown region covers every 0 < alpha < 1 pixel. ``image`` equals
+        unknown region covers every 0 < alpha < 1 pixel; with ``prior``, ``prior``
+        (B, S, S, 1) in [0, 1], equal to the trimap where that is certain. ``image`` equals
         ``alpha * fg + (1 - alpha) * bg`` (float32 rounding aside). Prefetched.
 
     Raises
@@ -395,7 +442,7 @@ def make_train_dataset(
     """
     if crop_size < 1 or batch_size < 1:
         raise ValueError(f"crop_size and batch_size must be >= 1, not {crop_size}, {batch_size}")
-    stems = list_samples(root, split)
+    stems = list_samples(root, split, prior=prior)
     sampler = _TrainSampler(
         Path(root) / split,
         stems,
@@ -404,6 +451,7 @@ def make_train_dataset(
         jitter,
         recompose,
         redraw_trimap,
+        prior,
     )
     shapes = {
         "image": (crop_size, crop_size, 3),
@@ -412,10 +460,12 @@ def make_train_dataset(
         "fg": (crop_size, crop_size, 3),
         "bg": (crop_size, crop_size, 3),
     }
+    if prior:
+        shapes["prior"] = (crop_size, crop_size, 1)
     name = _as_dict(shapes)
 
     def load(counter: tf.Tensor) -> dict[str, tf.Tensor]:
-        tensors = tf.numpy_function(sampler, [counter], [tf.float32] * 5, stateful=False)
+        tensors = tf.numpy_function(sampler, [counter], [tf.float32] * len(shapes), stateful=False)
         return name(*tensors)
 
     dataset = tf.data.Dataset.counter(dtype=tf.int64)
@@ -427,11 +477,19 @@ def make_train_dataset(
 class _EvalLoader:
     """Turns a sample index into one un-augmented, padded evaluation sample."""
 
-    def __init__(self, split_dir: Path, stems: list[str], multiple: int, crop_size: int | None):
+    def __init__(
+        self,
+        split_dir: Path,
+        stems: list[str],
+        multiple: int,
+        crop_size: int | None,
+        prior: bool = False,
+    ):
         self.split_dir = split_dir
         self.stems = stems
         self.multiple = multiple
         self.crop_size = crop_size
+        self.prior = prior
 
     def __call__(self, index: np.int64) -> tuple[np.ndarray, ...]:
         index = int(index)
@@ -443,7 +501,11 @@ class _EvalLoader:
         bg = _read_rgb(self.split_dir / "bg" / f"{stem}.png")
         trimap = trimap_from_uint8(disk_trimap)
         arrays = [image, trimap, alpha, fg, bg]
-        for kind, pixels in zip(KINDS[1:], arrays[1:], strict=True):
+        kinds = list(KINDS[1:])
+        if self.prior:
+            arrays.append(_read_prior(self.split_dir / PRIOR_KIND / f"{stem}.png"))
+            kinds.append(PRIOR_KIND)
+        for kind, pixels in zip(kinds, arrays[1:], strict=True):
             if pixels.shape[:2] != image.shape[:2]:
                 raise DatasetError(f"{self.split_dir / kind / stem}.png: size differs from image")
 
@@ -453,7 +515,7 @@ class _EvalLoader:
             rng = np.random.default_rng([_EVAL_STREAM, index])
             top, left = unknown_crop_origin(trimap, crop_height, crop_width, rng)
             arrays = [a[top : top + crop_height, left : left + crop_width] for a in arrays]
-        image, trimap, alpha, fg, bg = arrays
+        image, trimap, alpha, fg, bg = arrays[:5]
         height, width = image.shape[:2]
         pad_y = -height % self.multiple
         pad_x = -width % self.multiple
@@ -465,7 +527,7 @@ class _EvalLoader:
 
         valid = np.zeros((height + pad_y, width + pad_x, 1), np.float32)
         valid[:height, :width] = 1.0
-        return (
+        out = (
             _to_float(_bgr_to_rgb(pad(image))),
             pad(trimap)[..., None],
             _to_float(pad(alpha))[..., None],
@@ -473,6 +535,9 @@ class _EvalLoader:
             _to_float(_bgr_to_rgb(pad(bg))),
             valid,
         )
+        if self.prior:
+            out += (pad(arrays[5])[..., None],)
+        return out
 
 
 def make_eval_dataset(
@@ -482,6 +547,7 @@ def make_eval_dataset(
     multiple: int,
     max_samples: int | None = None,
     crop_size: int | None = None,
+    prior: bool = False,
 ) -> tf.data.Dataset:
     """Un-augmented samples in sorted-name order, one per batch, padded for the network.
 
@@ -499,6 +565,8 @@ def make_eval_dataset(
     crop_size : int, optional
         Cut a window of at most ``crop_size`` x ``crop_size`` around an unknown pixel first,
         the same window on every run (before padding; no resize, so pixels keep their scale).
+    prior : bool
+        Also yield ``prior`` (1, H, W, 1), the stored closed-form matte.
 
     Returns
     -------
@@ -520,8 +588,8 @@ def make_eval_dataset(
         raise ValueError(f"max_samples must be >= 1, not {max_samples}")
     if crop_size is not None and crop_size < 1:
         raise ValueError(f"crop_size must be >= 1, not {crop_size}")
-    stems = list_samples(root, split)[:max_samples]
-    loader = _EvalLoader(Path(root) / split, stems, multiple, crop_size)
+    stems = list_samples(root, split, prior=prior)[:max_samples]
+    loader = _EvalLoader(Path(root) / split, stems, multiple, crop_size, prior)
     shapes = {
         "image": (None, None, 3),
         "trimap": (None, None, 1),
@@ -530,10 +598,12 @@ def make_eval_dataset(
         "bg": (None, None, 3),
         "valid": (None, None, 1),
     }
+    if prior:
+        shapes["prior"] = (None, None, 1)
     name = _as_dict(shapes)
 
     def load(index: tf.Tensor) -> dict[str, tf.Tensor]:
-        tensors = tf.numpy_function(loader, [index], [tf.float32] * 6, stateful=False)
+        tensors = tf.numpy_function(loader, [index], [tf.float32] * len(shapes), stateful=False)
         return name(*tensors)
 
     dataset = tf.data.Dataset.range(len(stems))

@@ -20,9 +20,7 @@ Example
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import math
 import sys
 import time
@@ -33,6 +31,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from model.classical import pymatting_alpha, warm_up_pymatting
 from model.images import ImageError, atomic_path, read_alpha, read_image, read_trimap, to_uint8
 from model.metrics import all_metrics
 
@@ -156,49 +155,6 @@ def unmatched(root: str | Path) -> list[str]:
     images = images_by_stem(root / "image")
     trimaps, alphas = images_by_stem(root / "trimap"), images_by_stem(root / "alpha")
     return sorted(name for name in images if name not in trimaps or name not in alphas)
-
-
-def pymatting_alpha(method: str, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
-    """Alpha from pymatting's closed-form (Levin et al. 2008) or KNN matting (Chen et al. 2013).
-
-    Parameters
-    ----------
-    method : {"closed-form", "knn"}
-    image : ndarray, float32, shape (H, W, 3), values in [0, 1]
-    trimap : ndarray, float32, shape (H, W), values {0, 0.5, 1}
-
-    Returns
-    -------
-    ndarray, float32, shape (H, W), values in [0, 1]; the trimap itself when it has no unknown
-    pixel (pymatting has nothing to solve then).
-
-    Raises
-    ------
-    ValueError
-        The trimap has no foreground or no background pixel (pymatting needs both).
-    """
-    from pymatting import estimate_alpha_cf, estimate_alpha_knn
-
-    if not np.any(trimap == 0.5):
-        return trimap.astype(np.float32)
-    solve = {"closed-form": estimate_alpha_cf, "knn": estimate_alpha_knn}[method]
-    # Its preconditioner prints a retry notice to stdout when it needs a diagonal shift; the
-    # retry is routine and the notice would break our table, so it is swallowed.
-    with contextlib.redirect_stdout(io.StringIO()):
-        # Its numba kernels are compiled for float64 only.
-        alpha = solve(image.astype(np.float64), trimap.astype(np.float64))
-    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
-
-
-def warm_up_pymatting(methods: Sequence[str]) -> None:
-    """Compile pymatting's numba kernels on a tiny problem, outside any timing."""
-    rng = np.random.default_rng(0)
-    image = rng.random((12, 12, 3), dtype=np.float32)
-    trimap = np.full((12, 12), 0.5, np.float32)
-    trimap[:3], trimap[-3:] = 0.0, 1.0
-    for method in methods:
-        if method != "ours":
-            pymatting_alpha(method, image, trimap)
 
 
 def _thumbnail(array: np.ndarray) -> np.ndarray:

@@ -20,6 +20,10 @@ grows with the pixel count (about 0.8 KB per pixel for the default ``ModelConfig
 * tiles without an unknown trimap pixel are skipped: clamping would overwrite them anyway;
 * the trimap's known regions are clamped (0 background, 1 foreground) in the result.
 
+A generator with a prior (``ModelConfig.prior``) also gets pymatting's closed-form matte of the
+same pixels it sees: solved on the window at the working resolution (or per tile), so its cost
+follows the network's and not the photo's size (``model.classical.closed_form_prior``).
+
 Foreground colours come from pymatting's multi-level ``estimate_foreground_ml`` (Germer et al.
 2020) at full resolution. It needs about 60 bytes per pixel (0.7 GB at 12 megapixels) on top of
 the image, which stays well inside a 3 GB budget, so it is not tiled: tiling would change its
@@ -104,13 +108,24 @@ def _check_pair(image: np.ndarray, trimap: np.ndarray) -> None:
         raise ValueError(f"trimap shape {trimap.shape} differs from the image's {image.shape[:2]}")
 
 
-def _network_input(image: np.ndarray, trimap: np.ndarray, height: int, width: int) -> np.ndarray:
-    """(1, height, width, 4) float32: RGB ++ trimap, reflect-padded at the bottom and right.
+def _network_input(
+    image: np.ndarray,
+    trimap: np.ndarray,
+    height: int,
+    width: int,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
+    """(1, height, width, C) float32: RGB ++ trimap [++ prior], reflect-padded bottom and right.
 
     Reflection continues the image's own texture into the padding, so the network sees no
     artificial edge at the border (zero padding would look like a black frame).
     """
-    stacked = np.concatenate([image, trimap[..., None]], axis=2, dtype=np.float32)
+    planes = (
+        [image, trimap[..., None]]
+        if prior is None
+        else [image, trimap[..., None], prior[..., None]]
+    )
+    stacked = np.concatenate(planes, axis=2, dtype=np.float32)
     pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
     if pad[0][1] or pad[1][1]:
         stacked = np.pad(stacked, pad, mode="reflect")
@@ -297,7 +312,7 @@ class Matter:
         """
         ref = resolve_checkpoint(checkpoint, log_dir)
         config = model_config(ref)
-        generator = _restore_generator(ref, config)
+        generator = restore_generator(ref, config)
         return cls(generator, config, ref, **options)
 
     def predict_alpha(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -365,7 +380,7 @@ class Matter:
         height, width = trimap.shape
         padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
         if padded_h * padded_w <= self.max_pixels:
-            batch = _network_input(image, trimap, padded_h, padded_w)
+            batch = _network_input(image, trimap, padded_h, padded_w, self._prior(image, trimap))
             return self._run(batch)[:height, :width]
         return self._predict_tiled(image, trimap, unknown)
 
@@ -392,8 +407,16 @@ class Matter:
             foreground[window] = estimate_foreground(image[window], alpha[window])
         return foreground
 
+    def _prior(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray | None:
+        """The classical matte this generator corrects, or None when it takes no prior."""
+        if self.config.prior is None:
+            return None
+        from model.classical import closed_form_prior
+
+        return closed_form_prior(image, trimap)
+
     def _run(self, batch: np.ndarray) -> np.ndarray:
-        """(1, h, w, 4) float32 -> (h, w) float32 alpha, unclamped."""
+        """(1, h, w, C) float32 -> (h, w) float32 alpha, unclamped."""
         self.traced_shapes.add(batch.shape)
         return self._forward(batch).numpy()[0, :, :, 0]
 
@@ -421,7 +444,9 @@ class Matter:
             cols = slice(left, min(left + tile_w, width))
             if not unknown[rows, cols].any():
                 continue
-            batch = _network_input(image[rows, cols], trimap[rows, cols], tile_h, tile_w)
+            tile_image, tile_trimap = image[rows, cols], trimap[rows, cols]
+            prior = self._prior(tile_image, tile_trimap)
+            batch = _network_input(tile_image, tile_trimap, tile_h, tile_w, prior)
             alpha = self._run(batch)
             weight = np.outer(feather(tile_h, self.overlap), feather(tile_w, self.overlap))
             used_h, used_w = rows.stop - top, cols.stop - left
@@ -460,7 +485,7 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
-def _restore_generator(ref: CheckpointRef, config) -> Any:
+def restore_generator(ref: CheckpointRef, config) -> Any:
     """Build the generator and restore it, mapping every failure to a one-line CheckpointError."""
     import tensorflow as tf
 

@@ -1,4 +1,5 @@
-"""Matting GAN losses (``keras.ops`` only): alpha, composition, gradient and adversarial terms.
+"""Matting GAN losses (``keras.ops`` only): alpha, composition, gradient, Laplacian-pyramid and
+adversarial terms.
 
 Shapes used throughout:
 
@@ -14,7 +15,7 @@ Example
 -------
 >>> weights = LossWeights(adversarial=0.05)
 >>> g = generator_losses(alpha_pred, alpha_true, trimap, fg, bg, weights, fake_logits=d_fake)
->>> g["total"]                      # sum of weights * g[key] over the four terms
+>>> g["total"]                      # sum of weights * g[key] over the five terms
 >>> d = discriminator_losses(d_real, d_fake, weights.gan_mode)
 """
 
@@ -22,10 +23,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from keras import ops
 
 GAN_MODES = ("lsgan", "nonsaturating")
-LOSS_TERMS = ("alpha", "composition", "gradient", "adversarial")
+LOSS_TERMS = ("alpha", "composition", "gradient", "laplacian", "adversarial")
+LAPLACIAN_LEVELS = 5
+"""Pyramid levels of the Laplacian loss (FBA, RobustVideoMatting); crops need sides % 16 == 0."""
+
+# The 5-tap binomial kernel of Burt and Adelson's pyramid, as a (5, 5, 1, 1) conv kernel.
+_BINOMIAL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256.0
+_GAUSS_KERNEL = _BINOMIAL[:, :, None, None]
 
 
 @dataclass(frozen=True)
@@ -34,8 +42,9 @@ class LossWeights:
 
     Attributes
     ----------
-    alpha, composition, gradient : float
-        Weights of the alpha L1, composition L1 and alpha-gradient L1 terms.
+    alpha, composition, gradient, laplacian : float
+        Weights of the alpha L1, composition L1, alpha-gradient L1 and Laplacian-pyramid L1
+        terms.
     adversarial : float
         Weight of the adversarial term (``--d-coeff``); irrelevant without logits (``--no-gan``).
     gan_mode : {"lsgan", "nonsaturating"}
@@ -45,6 +54,7 @@ class LossWeights:
     alpha: float = 1.0
     composition: float = 1.0
     gradient: float = 0.0
+    laplacian: float = 0.0
     adversarial: float = 0.05
     gan_mode: str = "lsgan"
 
@@ -80,6 +90,31 @@ def _composite(alpha, fg, bg):
     return alpha * fg + (1.0 - alpha) * bg
 
 
+def _blur(x):
+    """Binomial 5x5 blur with reflected borders: (B, H, W, 1) -> (B, H, W, 1)."""
+    x = ops.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), mode="reflect")
+    return ops.conv(x, ops.convert_to_tensor(_GAUSS_KERNEL), padding="valid")
+
+
+def laplacian_pyramid(x, levels: int = LAPLACIAN_LEVELS) -> list:
+    """Band-pass levels of ``x`` (B, H, W, 1), finest first; the last one is the low-pass rest.
+
+    Level i has shape (B, H / 2^i, W / 2^i, 1): the image at that scale minus its blurred,
+    subsampled and re-expanded (nearest neighbour, then blurred) version. H and W must be
+    divisible by 2^(levels - 1) and at least 2^levels (the reflected border of the blur needs
+    3 pixels at the second-coarsest level).
+    """
+    bands = []
+    current = x
+    for _ in range(levels - 1):
+        down = _blur(current)[:, ::2, ::2]
+        up = _blur(ops.repeat(ops.repeat(down, 2, axis=1), 2, axis=2))
+        bands.append(current - up)
+        current = down
+    bands.append(current)
+    return bands
+
+
 def _adversarial_generator(fake_logits, gan_mode: str):
     fake_logits = _f32(fake_logits)
     if gan_mode == "lsgan":
@@ -104,13 +139,20 @@ def generator_losses(
         L_{grad} = \frac{1}{|E|} \sum_{(p, q) \in E}
                    |(\hat\alpha_q - \hat\alpha_p) - (\alpha_q - \alpha_p)|
 
+        L_{lap} = \frac{1}{f_U} \sum_{i=0}^{4} 2^i \, \mathrm{mean}|L_i(\tilde\alpha - \alpha)|
+
         L_{adv} = \mathrm{mean}((D(\hat I) - 1)^2) \; \text{(LSGAN)} \quad \text{or} \quad
                   \mathrm{mean}(\mathrm{softplus}(-D(\hat I))) \; \text{(non-saturating)}
 
-        L_{total} = w_\alpha L_\alpha + w_{comp} L_{comp} + w_{grad} L_{grad} + w_{adv} L_{adv}
+        L_{total} = w_\alpha L_\alpha + w_{comp} L_{comp} + w_{grad} L_{grad}
+                    + w_{lap} L_{lap} + w_{adv} L_{adv}
 
     where E are the horizontally and vertically adjacent pixel pairs with at least one pixel in U
-    (forward differences).
+    (forward differences); :math:`L_i` is level i of the Laplacian pyramid
+    (:func:`laplacian_pyramid`), :math:`\tilde\alpha` the prediction clamped to the trimap
+    outside U, as inference returns it, and :math:`f_U` the fraction of unknown pixels, so
+    the term does not shrink with a narrow band. The pyramid (as in FBA and RobustVideoMatting)
+    weighs errors at every scale: coarse offsets as much as fine texture.
 
     Parameters
     ----------
@@ -125,7 +167,9 @@ def generator_losses(
     Returns
     -------
     dict of str to float32 scalar tensors
-        Always the keys "alpha", "composition", "gradient", "adversarial" and "total".
+        Always the keys "alpha", "composition", "gradient", "laplacian", "adversarial" and
+        "total". The Laplacian term is only computed when its weight is non-zero (else 0), and
+        then needs H and W divisible by 16.
     """
     alpha_pred, alpha_true = _f32(alpha_pred), _f32(alpha_true)
     fg, bg = _f32(fg), _f32(bg)
@@ -145,6 +189,14 @@ def generator_losses(
         ops.sum(mask_x) + ops.sum(mask_y), 1.0
     )
 
+    laplacian = ops.zeros((), dtype="float32")
+    if weights.laplacian:
+        trimap = _f32(trimap)
+        clamped = mask * alpha_pred + (1.0 - mask) * ops.cast(trimap > 0.5, "float32")
+        levels = laplacian_pyramid(clamped - alpha_true)
+        laplacian = sum(2.0**i * ops.mean(ops.abs(level)) for i, level in enumerate(levels))
+        laplacian = laplacian / ops.maximum(ops.mean(mask), 1e-3)
+
     if fake_logits is None:
         adversarial = ops.zeros((), dtype="float32")
     else:
@@ -154,6 +206,7 @@ def generator_losses(
         "alpha": alpha_l1,
         "composition": composition,
         "gradient": gradient,
+        "laplacian": laplacian,
         "adversarial": adversarial,
     }
     losses["total"] = sum(getattr(weights, key) * losses[key] for key in LOSS_TERMS)

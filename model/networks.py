@@ -4,8 +4,11 @@ Only ``keras.layers`` and ``keras.ops`` are used, so the models build under the 
 JAX and torch backends alike.
 
 Generator
-    input  (B, H, W, 4) float32: RGB in [0, 1] concatenated with the trimap in {0, 0.5, 1}
-    output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32 under mixed precision)
+    input  (B, H, W, C) float32: RGB in [0, 1], the trimap in {0, 0.5, 1} and, when
+           ``ModelConfig.prior`` is set, a classical alpha in [0, 1] (C = 4 or 5)
+    output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32 under mixed precision).
+           With a prior the sigmoid's input is logit(prior) plus a learned correction whose last
+           layer starts at zero, so an untrained generator returns the prior itself.
     H and W must be multiples of ``ModelConfig.multiple``; pad the input (e.g. reflect) first.
 
 Discriminator (AlphaGAN, Lutz et al. 2018; PatchGAN of pix2pix)
@@ -31,7 +34,11 @@ from typing import Any
 import keras
 from keras import layers, ops
 
+from model.classical import PRIORS
+
 ENCODERS = ("unet", "mobilenetv2")
+PRIOR_EPSILON = 0.01
+"""The prior is clipped to [eps, 1 - eps] before its logit, which is then at most ~4.6."""
 NORMS = ("batch", "group", "none")
 MOBILENET_MULTIPLE = 32
 
@@ -68,6 +75,9 @@ class ModelConfig:
         (pix2pix ``n_layers``: 3 gives the 70x70 PatchGAN with output H/8 x W/8).
     encoder_weights : {"imagenet", None}
         Initial MobileNetV2 weights (only for ``encoder="mobilenetv2"``).
+    prior : {None, "closed-form"}
+        Classical matte given to the generator as a fifth input channel, which it learns to
+        correct (``model.classical.closed_form_prior``); None for RGB + trimap only.
     """
 
     encoder: str = "unet"
@@ -77,6 +87,7 @@ class ModelConfig:
     disc_filters: int = 64
     disc_layers: int = 3
     encoder_weights: str | None = "imagenet"
+    prior: str | None = None
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODERS:
@@ -87,6 +98,8 @@ class ModelConfig:
             raise ValueError(
                 f"encoder_weights must be 'imagenet' or None, got {self.encoder_weights!r}"
             )
+        if self.prior not in (None, *PRIORS):
+            raise ValueError(f"prior must be None or one of {PRIORS}, got {self.prior!r}")
         for name in ("base_filters", "depth", "disc_filters", "disc_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -96,6 +109,11 @@ class ModelConfig:
     def multiple(self) -> int:
         """Input height and width of the generator must be multiples of this."""
         return MOBILENET_MULTIPLE if self.encoder == "mobilenetv2" else 2**self.depth
+
+    @property
+    def input_channels(self) -> int:
+        """Generator input channels: RGB, trimap, and the prior when there is one."""
+        return 5 if self.prior else 4
 
     @property
     def disc_stride(self) -> int:
@@ -167,22 +185,41 @@ def _upsample(x, filters: int, norm: str, name: str):
     return _conv_norm_act(x, filters, norm, f"{name}_up")  # (B, 2h, 2w, filters)
 
 
+@keras.saving.register_keras_serializable(package="matting")
+class PriorLogit(layers.Layer):
+    """logit(clip(prior, eps, 1 - eps)): (B, H, W, 1) -> (B, H, W, 1), at most 4.6 in size."""
+
+    def call(self, prior):
+        prior = ops.clip(ops.cast(prior, "float32"), PRIOR_EPSILON, 1.0 - PRIOR_EPSILON)
+        return ops.log(prior) - ops.log(1.0 - prior)
+
+
 def _alpha_head(x, inputs, cfg: ModelConfig):
-    """Full-resolution refinement that sees the raw RGB + trimap again, then the sigmoid.
+    """Full-resolution refinement that sees the raw inputs again, then the sigmoid.
 
     The raw input skip lets one-pixel structures such as hair strands reach the output even
-    where the deeper features have blurred them.
+    where the deeper features have blurred them. With a prior, the head predicts a correction
+    of the prior's logit; its last layer starts at zero (as ControlNet's zero convolutions), so
+    training starts from the classical matte instead of from a grey ramp.
     """
-    x = layers.Concatenate(name="head_input_skip")([x, inputs])  # (B, H, W, F + 4)
+    x = layers.Concatenate(name="head_input_skip")([x, inputs])  # (B, H, W, F + C)
     x = _conv_norm_act(x, cfg.base_filters, cfg.norm, "head_a")  # (B, H, W, F)
     x = _conv_norm_act(x, cfg.base_filters, cfg.norm, "head_b")  # (B, H, W, F)
     # float32 logits and sigmoid: in float16 the sigmoid saturates at 0 and 1 too early.
-    x = layers.Conv2D(1, 1, dtype="float32", name="head_logits")(x)  # (B, H, W, 1)
+    if not cfg.prior:
+        x = layers.Conv2D(1, 1, dtype="float32", name="head_logits")(x)  # (B, H, W, 1)
+        return layers.Activation("sigmoid", dtype="float32", name="alpha")(x)  # (B, H, W, 1)
+    correction = layers.Conv2D(
+        1, 1, kernel_initializer="zeros", dtype="float32", name="head_logits"
+    )(x)  # (B, H, W, 1)
+    prior_logit = PriorLogit(dtype="float32", name="prior_logit")(inputs[..., 4:5])  # (B, H, W, 1)
+    x = layers.Add(dtype="float32", name="corrected_logits")([prior_logit, correction])
     return layers.Activation("sigmoid", dtype="float32", name="alpha")(x)  # (B, H, W, 1)
 
 
 def _build_unet(cfg: ModelConfig) -> keras.Model:
-    inputs = keras.Input(shape=(None, None, 4), dtype="float32", name="rgb_trimap")  # (B, H, W, 4)
+    inputs = keras.Input(shape=(None, None, cfg.input_channels), dtype="float32", name="rgb_trimap")
+    # (B, H, W, C)
     x = inputs
     skips = []
     for level in range(cfg.depth):
@@ -232,9 +269,10 @@ def _mobilenet_v2(weights: str | None) -> keras.Model:
 
 
 def _build_mobilenet_unet(cfg: ModelConfig) -> keras.Model:
-    inputs = keras.Input(shape=(None, None, 4), dtype="float32", name="rgb_trimap")  # (B, H, W, 4)
+    inputs = keras.Input(shape=(None, None, cfg.input_channels), dtype="float32", name="rgb_trimap")
+    # (B, H, W, C)
     rgb = inputs[..., :3]  # (B, H, W, 3)
-    trimap = inputs[..., 3:]  # (B, H, W, 1)
+    guides = inputs[..., 3:]  # (B, H, W, C - 3): the trimap, then the prior if there is one
     base = _mobilenet_v2(cfg.encoder_weights)
     encoder = keras.Model(
         base.input, [base.get_layer(name).output for name in _MOBILENET_FEATURES], name="encoder"
@@ -248,9 +286,9 @@ def _build_mobilenet_unet(cfg: ModelConfig) -> keras.Model:
         x = _upsample(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^min(l,3))
         if level == 0:
             break
-        # The encoder sees RGB only, so the decoder gets the trimap at every scale; average
-        # pooling is an area resize, so a pixel near the band edge gets a fractional value.
-        small = layers.AveragePooling2D(2**level, name=f"trimap_{2**level}")(trimap)  # (.., 1)
+        # The encoder sees RGB only, so the decoder gets the trimap (and prior) at every scale;
+        # average pooling is an area resize, so a pixel near the band edge gets a fraction.
+        small = layers.AveragePooling2D(2**level, name=f"trimap_{2**level}")(guides)  # (.., C-3)
         x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level - 1], small])
         x = _conv_block(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^min(l,3))
     outputs = _alpha_head(x, inputs, cfg)  # (B, H, W, 1)
@@ -267,8 +305,9 @@ def build_generator(cfg: ModelConfig) -> keras.Model:
     Returns
     -------
     keras.Model
-        ``(B, H, W, 4) float32 -> (B, H, W, 1) float32`` in [0, 1]; input channels are RGB in
-        [0, 1] then the trimap in {0, 0.5, 1}. H and W must be multiples of ``cfg.multiple``.
+        ``(B, H, W, C) float32 -> (B, H, W, 1) float32`` in [0, 1]; input channels are RGB in
+        [0, 1], the trimap in {0, 0.5, 1}, and the prior in [0, 1] when ``cfg.prior`` is set
+        (``C = cfg.input_channels``). H and W must be multiples of ``cfg.multiple``.
         Known regions are not clamped here (see :func:`clamp_known`), so training gets
         gradients everywhere.
     """

@@ -76,7 +76,7 @@ from model.networks import ModelConfig, build_discriminator, build_generator, cl
 
 CONFIG_VERSION = 1
 DISTRIBUTE_CHOICES = ("auto", "none", "mirrored", "multiworker")
-G_KEYS = ("g_alpha", "g_composition", "g_gradient", "g_adversarial", "g_total")
+G_KEYS = ("g_alpha", "g_composition", "g_gradient", "g_laplacian", "g_adversarial", "g_total")
 D_KEYS = ("d_real", "d_fake", "d_total")
 VALIDATION_KEYS = ("sad", "mse", "grad", "conn")
 PANEL_HEIGHT = 128
@@ -119,7 +119,7 @@ class TrainSettings:
         See :func:`make_strategy`.
     gan : bool
         False (``--no-gan``) trains the generator alone, without D or the adversarial term.
-    alpha_weight, comp_weight, grad_weight, d_coeff : float
+    alpha_weight, comp_weight, grad_weight, lap_weight, d_coeff : float
         Weights of the generator loss terms (see ``model.losses``); ``d_coeff`` weighs the
         adversarial term.
     gan_mode : {"lsgan", "nonsaturating"}
@@ -137,6 +137,9 @@ class TrainSettings:
     log_every : int
         Losses are averaged over windows of this many steps and written to TensorBoard at
         the end of each window.
+    init_from : str or None
+        Checkpoint whose generator weights a new run starts from (:func:`warm_start`); stored
+        as the resolved path.
     """
 
     # data
@@ -157,6 +160,7 @@ class TrainSettings:
     alpha_weight: float = LossWeights.alpha
     comp_weight: float = LossWeights.composition
     grad_weight: float = LossWeights.gradient
+    lap_weight: float = LossWeights.laplacian
     d_coeff: float = LossWeights.adversarial
     gan_mode: str = LossWeights.gan_mode
     # checkpoints
@@ -167,6 +171,7 @@ class TrainSettings:
     image_every: int = 100
     image_samples: int = 4
     log_every: int = 10
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         positive = ("crop_size", "batch_size", "epochs", "save_every", "keep", "log_every")
@@ -191,6 +196,7 @@ class TrainSettings:
             alpha=self.alpha_weight,
             composition=self.comp_weight,
             gradient=self.grad_weight,
+            laplacian=self.lap_weight,
             adversarial=self.d_coeff,
             gan_mode=self.gan_mode,
         )
@@ -376,9 +382,11 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def model_inputs(image, trimap):
-    """Generator input: RGB ++ trimap, (B, H, W, 3) and (B, H, W, 1) -> (B, H, W, 4) float32."""
-    return tf.concat([tf.cast(image, tf.float32), tf.cast(trimap, tf.float32)], axis=-1)
+def model_inputs(image, trimap, prior=None):
+    """Generator input: RGB ++ trimap [++ prior], (B, H, W, 3) and (B, H, W, 1) each ->
+    (B, H, W, 4 or 5) float32."""
+    parts = [image, trimap] if prior is None else [image, trimap, prior]
+    return tf.concat([tf.cast(part, tf.float32) for part in parts], axis=-1)
 
 
 class MattingGAN(keras.Model):
@@ -450,7 +458,8 @@ class MattingGAN(keras.Model):
         ----------
         batch : dict of float32 tensors
             ``image``, ``fg``, ``bg`` (B, S, S, 3) in [0, 1]; ``alpha`` (B, S, S, 1) in [0, 1];
-            ``trimap`` (B, S, S, 1) in {0, 0.5, 1} -- as ``model.dataset`` yields them.
+            ``trimap`` (B, S, S, 1) in {0, 0.5, 1}; ``prior`` (B, S, S, 1) in [0, 1] for a
+            generator with a prior -- as ``model.dataset`` yields them.
 
         Returns
         -------
@@ -463,7 +472,8 @@ class MattingGAN(keras.Model):
         # divided by their number to optimise the mean over the global batch.
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            alpha_pred = self.generator(model_inputs(image, trimap), training=True)  # (B,S,S,1)
+            inputs = model_inputs(image, trimap, batch.get("prior"))  # (B, S, S, C)
+            alpha_pred = self.generator(inputs, training=True)  # (B, S, S, 1)
             fake_logits = None
             if self.use_gan:
                 real_logits = self._discriminate(alpha, fg, bg, trimap)
@@ -492,6 +502,51 @@ class MattingGAN(keras.Model):
         for tracker in self.metrics:
             tracker.update_state(values[tracker.name])
         return {tracker.name: tracker.result() for tracker in self.metrics}
+
+
+def warm_start(generator: keras.Model, source: keras.Model) -> list[str]:
+    """Copy a trained generator's weights into a new one of a related architecture.
+
+    Layers are matched by name. A weight of the same shape is copied; a convolution kernel that
+    gained input channels (a generator that now also sees a prior, appended as the last input
+    channel) gets the old kernel for the old channels and zeros for the new ones, so it starts
+    out computing exactly what the source computed. The new generator's ``head_logits`` is
+    left alone when its shape or role differs (with a prior it is a zero-initialised
+    correction, not the alpha logit).
+
+    Returns
+    -------
+    list of str
+        Names of the layers that were copied or extended.
+    """
+    residual = any(layer.name == "prior_logit" for layer in generator.layers)
+    source_layers = {layer.name: layer for layer in source.layers}
+    copied = []
+    for layer in generator.layers:
+        old = source_layers.get(layer.name)
+        if old is None or not layer.weights or (residual and layer.name == "head_logits"):
+            continue
+        new_values, old_values = layer.get_weights(), old.get_weights()
+        if len(new_values) != len(old_values):
+            continue
+        values = []
+        for new, value in zip(new_values, old_values, strict=True):
+            if new.shape == value.shape:
+                values.append(value)
+            elif (
+                new.ndim == 4
+                and new.shape[:2] + new.shape[3:] == value.shape[:2] + value.shape[3:]
+                and new.shape[2] > value.shape[2]
+            ):
+                extended = np.zeros_like(new)
+                extended[:, :, : value.shape[2]] = value
+                values.append(extended)
+            else:
+                break
+        else:
+            layer.set_weights(values)
+            copied.append(layer.name)
+    return copied
 
 
 def make_optimizer(lr: float, mixed_precision: bool = False) -> keras.optimizers.Optimizer:
@@ -556,8 +611,13 @@ def make_distributed_dataset(
     settings: TrainSettings,
     strategy: tf.distribute.Strategy,
     start_step: int = 0,
+    prior: bool = False,
 ):
-    """The training batches, one ``settings.batch_size`` batch per replica per step."""
+    """The training batches, one ``settings.batch_size`` batch per replica per step.
+
+    With ``prior`` the batches carry the stored closed-form mattes; these belong to the stored
+    composites and trimaps, so re-composition and re-drawn trimaps are off (colour jitter stays).
+    """
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
         return make_train_dataset(
@@ -567,8 +627,9 @@ def make_distributed_dataset(
             batch_size=settings.batch_size,
             seed=data_seed(settings.seed, start_step, context.input_pipeline_id),
             jitter=settings.augment,
-            recompose=settings.augment,
-            redraw_trimap=settings.augment,
+            recompose=settings.augment and not prior,
+            redraw_trimap=settings.augment and not prior,
+            prior=prior,
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn)
@@ -786,15 +847,16 @@ class _Predictor:
         self.generator = generator
 
         @tf.function(reduce_retracing=True)
-        def predict(image, trimap):
-            alpha = generator(model_inputs(image, trimap), training=False)  # (1, H, W, 1)
+        def predict(inputs, trimap):
+            alpha = generator(inputs, training=False)  # (1, H, W, 1)
             return clamp_known(alpha, trimap)
 
         self._predict = predict
 
     def __call__(self, sample: dict[str, np.ndarray]) -> np.ndarray:
         """Alpha (H, W) float32 of one padded eval sample (batch 1)."""
-        return self._predict(sample["image"], sample["trimap"]).numpy()[0, ..., 0]
+        inputs = model_inputs(sample["image"], sample["trimap"], sample.get("prior"))
+        return self._predict(inputs, sample["trimap"]).numpy()[0, ..., 0]
 
 
 class ValidationCallback(keras.callbacks.Callback):
@@ -1072,6 +1134,7 @@ def train(
     settings: TrainSettings,
     *,
     resume: str | os.PathLike | None = None,
+    init_from: keras.Model | None = None,
     strategy: tf.distribute.Strategy | None = None,
     stop: StopRequest | None = None,
     progress: bool = True,
@@ -1089,6 +1152,8 @@ def train(
     settings : TrainSettings
     resume : path, optional
         Checkpoint prefix to continue from (step, weights and optimiser state).
+    init_from : keras.Model, optional
+        A trained generator whose weights a new run starts from (:func:`warm_start`).
     strategy : tf.distribute.Strategy, optional
         From :func:`make_strategy`; default ``make_strategy(settings.distribute)``.
     stop : StopRequest, optional
@@ -1118,14 +1183,17 @@ def train(
         model = build_model(build_cfg, settings, strategy)
         checkpoint = RunCheckpoint(model, run_dir, keep=settings.keep, chief=chief)
         start = 0
+        if resume is None and init_from is not None:
+            warm_start(model.generator, init_from)
         if resume is not None:
             start = checkpoint.restore(resume)
             for optimizer in (model.g_optimizer, model.d_optimizer):
                 optimizer.learning_rate = settings.lr  # a resumed run may change --lr
         replicas = strategy.num_replicas_in_sync
-        n_train = len(list_samples(data, "train"))
+        prior = cfg.prior is not None
+        n_train = len(list_samples(data, "train", prior=prior))
         total = settings.total_steps(n_train, replicas)
-        iterator = iter(make_distributed_dataset(data, settings, strategy, start))
+        iterator = iter(make_distributed_dataset(data, settings, strategy, start, prior))
 
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
         saver = CheckpointCallback(checkpoint, settings.save_every)
@@ -1139,7 +1207,11 @@ def train(
         if settings.val_every and settings.max_val_samples:
             validation = ValidationCallback(
                 lambda: make_eval_dataset(
-                    data, "val", multiple=cfg.multiple, max_samples=settings.max_val_samples
+                    data,
+                    "val",
+                    multiple=cfg.multiple,
+                    max_samples=settings.max_val_samples,
+                    prior=prior,
                 ),
                 settings.val_every,
                 checkpoint,
@@ -1151,7 +1223,11 @@ def train(
             callbacks.append(
                 ImageCallback(
                     lambda: make_eval_dataset(
-                        data, "val", multiple=cfg.multiple, max_samples=settings.image_samples
+                        data,
+                        "val",
+                        multiple=cfg.multiple,
+                        max_samples=settings.image_samples,
+                        prior=prior,
                     ),
                     settings.image_every,
                     run_dir,

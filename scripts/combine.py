@@ -10,13 +10,17 @@ the alpha). Writes, for every sample ``<fg>__<bg>``::
     OUT/{train,val,test}/alpha/NAME.png    grey alpha
     OUT/{train,val,test}/fg/NAME.png       RGB foreground colours F
     OUT/{train,val,test}/bg/NAME.png       RGB background B, fitted to the foreground's size
+    OUT/{train,val,test}/prior/NAME.png    16-bit grey closed-form alpha for image + trimap,
+                                           the generator's prior (``--no-prior`` skips it)
     OUT/manifest.jsonl                     one record per sample, skipped file and run
 
 Splits go by foreground identity, so no foreground is in two splits; backgrounds are split too,
 so test backgrounds are never seen in training (unless there are too few, then all splits share
 them and the manifest says so). Each of the five files is written atomically and the image
 last, so a sample is complete iff ``image/NAME.png`` exists: a killed run leaves nothing a later
-stage takes as finished, and a re-run makes only the missing samples.
+stage takes as finished, and a re-run makes only the missing samples. Priors are computed after
+the samples, from the files on disk, for every sample that has none yet (so a re-run, or a run
+over a dataset made with ``--no-prior``, adds just the missing ones).
 
 Usage::
 
@@ -43,12 +47,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from model.classical import closed_form_prior, has_prior
 from model.compositing import alpha_problem, composite, fit_background, trimap_from_alpha
 from model.images import (
     ImageError,
     probe_image,
     read_alpha,
     read_image,
+    read_trimap,
     to_uint8,
     trimap_to_uint8,
     write_png,
@@ -69,6 +75,8 @@ MANIFEST = "manifest.jsonl"
 SPLITS = ("train", "val", "test")
 PARTS = ("trimap", "alpha", "fg", "bg", "image")
 """Sample files in the order they are written; the image goes last and marks completion."""
+PRIOR_PART = "prior"
+"""The closed-form matte of a finished sample, written in a second stage."""
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
 
@@ -512,6 +520,59 @@ def make_sample(task: Task) -> dict:
     return record
 
 
+def make_prior(job: tuple[str, str, str]) -> dict:
+    """Write the closed-form prior of one finished sample and return its manifest record.
+
+    ``job`` is ``(out, split, name)``. The prior is solved on the 8-bit image and trimap as
+    stored, the same inputs a reader of the dataset gets. A trimap without definite foreground
+    or background gets the trimap itself (``model.classical.closed_form_prior``), recorded as
+    ``"fallback": true``.
+    """
+    out, split, name = job
+    image_path = sample_path(Path(out), split, "image", name)
+    try:
+        image = read_image(image_path)
+        trimap = read_trimap(sample_path(Path(out), split, "trimap", name), shape=image.shape[:2])
+    except ImageError as error:
+        return {
+            "kind": "prior",
+            "name": name,
+            "split": split,
+            "status": "skipped",
+            "reason": str(error),
+        }
+    write_png(
+        sample_path(Path(out), split, PRIOR_PART, name), closed_form_prior(image, trimap), bits=16
+    )
+    return {
+        "kind": "prior",
+        "name": name,
+        "split": split,
+        "status": "kept",
+        "method": "closed-form",
+        "fallback": not has_prior(trimap),
+    }
+
+
+def _add_priors(workers: Workers, out: Path, tasks: list[Task]) -> Counter:
+    """Compute the missing priors of the finished samples among ``tasks``; count per split."""
+    jobs = [
+        (str(out), task.split, task.name)
+        for task in tasks
+        if sample_path(out, task.split, "image", task.name).exists()
+        and not sample_path(out, task.split, PRIOR_PART, task.name).exists()
+    ]
+    made: Counter = Counter()
+    results = workers.imap_unordered(make_prior, jobs)
+    for record in tqdm(results, total=len(jobs), desc="prior", unit="sample"):
+        append_record(out / MANIFEST, record)
+        if record["status"] == "kept":
+            made[record["split"]] += 1
+        else:
+            tqdm.write(f"skipped prior {record['name']}: {record['reason']}", file=sys.stderr)
+    return made
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 
@@ -597,6 +658,13 @@ def build_parser() -> ArgumentParser:
         default=0,
         help="seed of splits, background choice, crops and trimaps (default 0)",
     )
+    sampling.add_argument(
+        "--no-prior",
+        dest="prior",
+        action="store_false",
+        help="do not compute each sample's closed-form prior (prior/NAME.png), which the default"
+        " generator needs; a later run without this flag adds the missing ones",
+    )
     add_process_workers(parser)
     return parser
 
@@ -604,7 +672,7 @@ def build_parser() -> ArgumentParser:
 def _clean_temporaries(out: Path) -> int:
     """Remove temp files a killed run left behind (atomic writes' ``.NAME.*.tmp``)."""
     removed = 0
-    for folder in [out] + [out / split / part for split in SPLITS for part in PARTS]:
+    for folder in [out] + [out / split / part for split in SPLITS for part in (*PARTS, PRIOR_PART)]:
         if folder.is_dir():
             for path in folder.glob(".*.tmp"):
                 path.unlink(missing_ok=True)
@@ -754,7 +822,8 @@ def run(options: argparse.Namespace) -> int:
 
         finished: Counter = Counter()
         todo = []
-        for task in _plan(options, good_fgs, splits, pools):
+        tasks = _plan(options, good_fgs, splits, pools)
+        for task in tasks:
             image = sample_path(out, task.split, "image", task.name)
             if not image.exists():
                 todo.append(task)
@@ -775,15 +844,18 @@ def run(options: argparse.Namespace) -> int:
                 failed[record["split"]] += 1
                 append_record(manifest, record)
                 tqdm.write(f"skipped sample {record['name']}: {record['reason']}", file=sys.stderr)
+        priors = _add_priors(workers, out, tasks) if options.prior else Counter()
 
     for split in SPLITS:
         print(
             f"{split:5s}: {sum(s == split for s in splits.values())} foregrounds,"
             f" {finished[split] + made[split]} samples ({made[split]} new,"
-            f" {finished[split]} already there, {failed[split]} skipped)"
+            f" {finished[split]} already there, {failed[split]} skipped"
+            + (f"; {priors[split]} new priors)" if options.prior else ")")
         )
     print(f"skipped: {len(skipped)} input files (reasons in {manifest})")
-    print(f"data: {out}/{{train,val,test}}/{{image,trimap,alpha,fg,bg}}/")
+    parts = "image,trimap,alpha,fg,bg,prior" if options.prior else "image,trimap,alpha,fg,bg"
+    print(f"data: {out}/{{train,val,test}}/{{{parts}}}/")
     return 0
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model.classical import closed_form_prior
 from model.compositing import composite, trimap_from_alpha
-from model.images import to_uint8, write_png
+from model.images import to_uint8, trimap_from_uint8, write_png
 from model.manifest import append_record
 
 TINY_SPLITS = {"train": 6, "val": 2, "test": 2}
@@ -64,7 +65,8 @@ def write_tiny_dataset(root: Path, splits: dict[str, int], size: int, seed: int 
 
     Files are written like combine.py does: trimap, alpha, fg and bg first, image last, every
     file 8-bit, the image being the composite of the *quantised* fg, alpha and bg, and the
-    trimap drawn from the quantised alpha.
+    trimap drawn from the quantised alpha; then the 16-bit closed-form prior of the stored
+    image and trimap.
 
     Returns
     -------
@@ -87,6 +89,9 @@ def write_tiny_dataset(root: Path, splits: dict[str, int], size: int, seed: int 
             write_png(folder / "fg" / f"{name}.png", fg)
             write_png(folder / "bg" / f"{name}.png", bg)
             write_png(folder / "image" / f"{name}.png", image)
+            stored_image = to_uint8(image).astype(np.float32) / 255.0
+            prior = closed_form_prior(stored_image, trimap_from_uint8(to_uint8(trimap)))
+            write_png(folder / "prior" / f"{name}.png", prior, bits=16)
             append_record(
                 root / "manifest.jsonl",
                 {
@@ -105,7 +110,7 @@ def write_tiny_dataset(root: Path, splits: dict[str, int], size: int, seed: int 
 
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A combine.py-style dataset: ``<root>/{train,val,test}/{image,trimap,alpha,fg,bg}/NAME.png``.
+    """A combine.py-style dataset: ``<root>/<split>/{image,trimap,alpha,fg,bg,prior}/NAME.png``.
 
     6 train, 2 val and 2 test samples, all 64x64, each a soft-rimmed disc with a few
     semi-transparent strands over a smooth random background; names are ``<split>_000`` ...

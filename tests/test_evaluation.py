@@ -24,7 +24,6 @@ from model.evaluation import (
     find_samples,
     format_table,
     make_figure,
-    pymatting_alpha,
     solved_by_all,
     summarise,
     unmatched,
@@ -81,14 +80,6 @@ def test_find_samples_errors(tmp_path):
     (tmp_path / "alpha").mkdir()
     with pytest.raises(EvaluationError, match="no image with both"):
         find_samples(tmp_path)
-
-
-def test_pymatting_alpha_follows_a_trimap_without_unknown():
-    trimap = np.zeros((6, 6), np.float32)
-    trimap[2:4] = 1.0
-    np.testing.assert_array_equal(
-        pymatting_alpha("closed-form", np.zeros((6, 6, 3)), trimap), trimap
-    )
 
 
 def test_evaluate_scores_each_method_like_a_direct_call(tiny_dataset, matter):

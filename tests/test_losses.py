@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from keras import ops
 
-from model.losses import LossWeights, discriminator_losses, generator_losses
+from model.losses import (
+    LossWeights,
+    _blur,
+    discriminator_losses,
+    generator_losses,
+    laplacian_pyramid,
+)
 
 U = 0.5  # unknown trimap value
 
@@ -51,7 +57,7 @@ def test_hand_values_and_keys():
     losses = generator_losses(
         ALPHA_PRED, ALPHA_TRUE, TRIMAP, FG, BG, LossWeights(), fake_logits=LOGITS
     )
-    assert set(losses) == {"alpha", "composition", "gradient", "adversarial", "total"}
+    assert set(losses) == {"alpha", "composition", "gradient", "laplacian", "adversarial", "total"}
     for value in losses.values():
         assert tuple(value.shape) == ()
         assert ops.convert_to_numpy(value).dtype == np.float32
@@ -106,6 +112,7 @@ def test_no_unknown_pixels_gives_finite_zero():
         "alpha": 0.0,
         "composition": 0.0,
         "gradient": 0.0,
+        "laplacian": 0.0,
         "adversarial": 0.0,
         "total": 0.0,
     }
@@ -154,3 +161,55 @@ def test_bad_gan_mode_and_weights():
         discriminator_losses(LOGITS, LOGITS, "hinge")
     with pytest.raises(ValueError, match="loss weight alpha must be >= 0"):
         LossWeights(alpha=-1.0)
+
+
+def _expand(x):
+    """The pyramid's expand step, as laplacian_pyramid applies it."""
+    return _blur(ops.repeat(ops.repeat(x, 2, axis=1), 2, axis=2))
+
+
+def test_laplacian_pyramid_reconstructs_its_input():
+    rng = np.random.default_rng(0)
+    image = rng.random((2, 32, 48, 1), dtype=np.float32)
+    bands = laplacian_pyramid(image)
+    assert [tuple(b.shape) for b in bands] == [(2, 32 // 2**i, 48 // 2**i, 1) for i in range(5)]
+    # Burt and Adelson: expanding the rest and adding each band back gives the image again.
+    rebuilt = bands[-1]
+    for band in reversed(bands[:-1]):
+        rebuilt = band + _expand(rebuilt)
+    np.testing.assert_allclose(ops.convert_to_numpy(rebuilt), image, atol=1e-5)
+
+
+def test_laplacian_pyramid_of_a_constant_is_only_the_low_pass():
+    bands = laplacian_pyramid(np.full((1, 32, 32, 1), 0.3, np.float32))
+    for band in bands[:-1]:
+        np.testing.assert_allclose(ops.convert_to_numpy(band), 0.0, atol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(bands[-1]), 0.3, atol=1e-6)
+
+
+def test_laplacian_loss_of_a_constant_offset_is_weighted_at_the_coarsest_level():
+    # All pixels unknown, prediction = truth + 0.1: only the low-pass level (weight 2^4) is
+    # non-zero, at 0.1 everywhere, and the unknown fraction is 1 -> 16 * 0.1.
+    truth = np.full((1, 32, 32, 1), 0.4, np.float32)
+    trimap = np.full_like(truth, U)
+    fg = bg = np.zeros((1, 32, 32, 3), np.float32)
+    values = _numpy(
+        generator_losses(truth + 0.1, truth, trimap, fg, bg, LossWeights(laplacian=1.0))
+    )
+    assert values["laplacian"] == pytest.approx(1.6, abs=1e-5)
+    assert values["total"] == pytest.approx(0.1 + 0.0 + 1.6, abs=1e-5)
+
+
+def test_laplacian_loss_ignores_known_pixels_and_is_off_by_default():
+    truth = np.zeros((1, 32, 32, 1), np.float32)
+    trimap = np.zeros_like(truth)
+    trimap[:, 8:24, 8:24] = U
+    truth[:, 8:24, 8:24] = 0.5
+    wrong_outside = np.where(trimap == U, truth, 0.9).astype(np.float32)
+    fg = bg = np.zeros((1, 32, 32, 3), np.float32)
+    on = LossWeights(laplacian=1.0)
+    assert _numpy(generator_losses(wrong_outside, truth, trimap, fg, bg, on))["laplacian"] == (
+        pytest.approx(0.0, abs=1e-6)
+    )
+    off = _numpy(generator_losses(truth + 0.2, truth, trimap, fg, bg, LossWeights()))
+    assert off["laplacian"] == 0.0
