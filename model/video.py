@@ -214,7 +214,9 @@ class VideoReader:
             format="rgb48le" if deep else "rgb24",
             width=self._size[0],
             height=self._size[1],
-            # reformat() would take an untagged range as limited; full-range (JPEG) video exists.
+            # Explicit, so conversion follows the stream's own tags (BT.709 or 601, limited or
+            # full range) whatever PyAV's defaults, whose documentation and behaviour differ.
+            src_colorspace=frame.colorspace,
             src_color_range=frame.color_range,
         )
         rgb = np.ascontiguousarray(np.rot90(pixels, self._turns), dtype=np.float32)
@@ -374,10 +376,6 @@ class _EncodedSink:
             context = stream.codec_context
             context.colorspace = context.color_primaries = context.color_trc = _BT709
             context.color_range = _MPEG_RANGE
-            if alpha and kind == "webm":
-                # The Matroska muxer writes AlphaMode only when asked; without it players (and
-                # FFmpeg's own libvpx decoder) ignore the alpha layer.
-                stream.metadata["alpha_mode"] = "1"
             self._stream = stream
             self._audio = _AudioCopy(self._container, audio_from, kind) if audio_from else None
         except BaseException:
