@@ -603,15 +603,21 @@ class VideoWriter:
             ) from None
         self.frames_written += 1
 
+    def _finish(self) -> None:
+        try:
+            self._sink.finish()
+            if self._alpha_sink is not None:
+                self._alpha_sink.finish()
+        except av.FFmpegError as error:
+            raise VideoError(self.path, f"cannot finish writing ({_reason(error)})") from None
+
     def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, *exc_info) -> bool:
         if exc_info[0] is None:
             try:
-                self._sink.finish()
-                if self._alpha_sink is not None:
-                    self._alpha_sink.finish()
+                self._finish()
             except BaseException:
                 self._stack.__exit__(*sys.exc_info())
                 raise
