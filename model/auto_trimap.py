@@ -44,6 +44,23 @@ DEFAULT_BAND = 0.02
 """Margin each confident region gives up to the unknown band, as a fraction of the shorter side."""
 
 
+TRIMAP_SUFFIX = "_trimap"
+"""``photo.jpg`` gets ``photo_trimap.png``."""
+
+
+def trimap_path(image: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Where the automatic trimap of ``image`` goes: ``<stem>_trimap.png`` beside it, or in
+    ``out`` when given (``docs/demo/photo.png`` -> ``docs/demo/photo_trimap.png``)."""
+    image = Path(image)
+    folder = image.parent if out is None else Path(out)
+    return folder / f"{image.stem}{TRIMAP_SUFFIX}.png"
+
+
+def is_trimap_name(path: str | os.PathLike) -> bool:
+    """Whether the file name says it is a trimap already (``*_trimap.<ext>``)."""
+    return Path(path).stem.endswith(TRIMAP_SUFFIX)
+
+
 class SaliencyWeightsError(ValueError):
     """Weights that cannot be loaded; ``str(error)`` is ``"<file>: <problem>"``."""
 
@@ -56,13 +73,14 @@ def load_saliency_model(weights: str | os.PathLike = DEFAULT_WEIGHTS):
     SaliencyWeightsError
         Missing file, wrong suffix, or a file that is not U²-Net-p weights.
     """
-    from model.saliency import build_u2netp
-
     path = Path(weights)
     if not path.is_file():
         raise SaliencyWeightsError(f"{path}: no such file")
     if not path.name.endswith(".weights.h5"):
         raise SaliencyWeightsError(f"{path}: not a Keras weights file (*.weights.h5)")
+    # Only now: a wrong path is reported without waiting for TensorFlow to start.
+    from model.saliency import build_u2netp
+
     model = build_u2netp()
     try:
         # Keras warns once per unmatched layer before it raises; the one-line error says it all.
