@@ -51,10 +51,10 @@ import tensorflow as tf
 
 from model.checkpoints import CheckpointRef, resolve_checkpoint
 from model.export_contract import (
-    FORMATS,
     INPUT_NAME,
     OUTPUT_NAME,
     SIGNATURE,
+    check_request,
     contract_path,
     make_contract,
 )
@@ -63,10 +63,6 @@ from model.inference import _restore_generator, model_config
 
 ONNX_OPSET = 17
 """Resize with half-pixel coordinates exists since opset 11; 17 is what onnxruntime >= 1.11 runs."""
-
-
-class ExportError(ValueError):
-    """An export that cannot be made as asked; the message names the path or the option."""
 
 
 class DynamicUpSampling2D(keras.layers.Layer):
@@ -245,24 +241,6 @@ def _versions(fmt: str) -> dict[str, Any]:
 
         versions.update(tf2onnx=tf2onnx.__version__, onnx_opset=ONNX_OPSET)
     return versions
-
-
-def check_request(fmt: str, out: Path, *, size, fp16: bool, multiple: int, force: bool) -> None:
-    """Raise ExportError if the export cannot be made as asked (before any slow work)."""
-    if fmt not in FORMATS:
-        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
-    if fmt == "keras" and out.suffix != ".keras":
-        raise ExportError(f"{out}: a Keras model file must end in .keras")
-    if fmt == "keras" and size:
-        raise ExportError("--size: a .keras model always runs at any size; drop --size")
-    if fp16 and fmt != "tflite":
-        raise ExportError("--fp16: only the tflite format stores float16 weights")
-    if size and any(side % multiple for side in size):
-        raise ExportError(
-            f"--size {size[0]}x{size[1]}: height and width must be multiples of {multiple}"
-        )
-    if (out.exists() or contract_path(out).exists()) and not force:
-        raise ExportError(f"{out}: already exists (use --force to replace it)")
 
 
 def export_generator(

@@ -62,9 +62,43 @@ class ContractError(ValueError):
     """A missing, unreadable or inconsistent export contract; the message names the file."""
 
 
+class ExportError(ValueError):
+    """An export that cannot be made as asked; the message names the path or the option."""
+
+
 def contract_path(artifact: str | os.PathLike) -> Path:
     """Where the contract of ``artifact`` lives: the artifact's path plus ``.json``."""
     return Path(f"{artifact}.json")
+
+
+def check_request(
+    fmt: str,
+    out: Path,
+    *,
+    size: tuple[int, int] | None,
+    fp16: bool,
+    force: bool,
+    multiple: int | None = None,
+) -> None:
+    """Raise ExportError if the export cannot be made as asked.
+
+    Needs no TensorFlow, so a command can answer before paying for its import; the size is
+    checked against ``multiple`` when the architecture's is given.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "keras" and out.suffix != ".keras":
+        raise ExportError(f"{out}: a Keras model file must end in .keras")
+    if fmt == "keras" and size:
+        raise ExportError("--size: a .keras model always runs at any size; drop --size")
+    if fp16 and fmt != "tflite":
+        raise ExportError("--fp16: only the tflite format stores float16 weights")
+    if size and multiple and any(side % multiple for side in size):
+        raise ExportError(
+            f"--size {size[0]}x{size[1]}: height and width must be multiples of {multiple}"
+        )
+    if (out.exists() or contract_path(out).exists()) and not force:
+        raise ExportError(f"{out}: already exists (use --force to replace it)")
 
 
 def make_contract(

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 
 from model.checkpoints import CheckpointError, resolve_checkpoint
-from model.export_contract import FORMATS, contract_path
+from model.export_contract import FORMATS, ExportError, check_request, contract_path
 from scripts.cli import ArgumentParser
 
 BAD_INPUT = 2
@@ -81,32 +81,18 @@ def build_parser() -> ArgumentParser:
 
 
 def main(args: argparse.Namespace) -> int:
-    # Checkpoint and request problems are reported before TensorFlow is imported (seconds).
+    # Argument and checkpoint problems are reported before TensorFlow is imported (seconds).
     try:
         ref = resolve_checkpoint(args.checkpoint, args.log_dir)
-    except CheckpointError as error:
+        check_request(args.format, args.out, size=args.size, fp16=args.fp16, force=args.force)
+    except (CheckpointError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
-    from model.export import (
-        ExportError,
-        check_request,
-        checkpoint_source,
-        export_generator,
-        load_generator,
-    )
-    from model.inference import model_config
+    from model.export import checkpoint_source, export_generator, load_generator
 
     try:
-        check_request(
-            args.format,
-            args.out,
-            size=args.size,
-            fp16=args.fp16,
-            multiple=model_config(ref).multiple,
-            force=args.force,
-        )
         generator, config, ref = load_generator(str(ref.path))
-    except (CheckpointError, ExportError) as error:
+    except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     try:
@@ -120,6 +106,9 @@ def main(args: argparse.Namespace) -> int:
             source=checkpoint_source(ref),
             force=args.force,
         )
+    except ExportError as error:  # a --size that is not a multiple of the architecture's
+        print(f"error: {error}", file=sys.stderr)
+        return BAD_INPUT
     except ModuleNotFoundError as error:
         print(
             f"error: --format {args.format} needs {error.name}:"
