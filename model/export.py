@@ -1,0 +1,309 @@
+"""Export the matting generator as .keras, TensorFlow SavedModel, ONNX or TFLite.
+
+Every export writes its artifact and, next to it, the JSON contract of
+``model.export_contract`` (``m.onnx`` -> ``m.onnx.json``). Both are written to a temporary name
+beside the target and renamed into place, so a failed export leaves nothing half-written.
+
+Dynamic sizes
+-------------
+Keras' bilinear ``UpSampling2D`` computes its output size with Python comparisons on the input
+shape, so it can only be traced at a static height and width (``model.inference.Matter``
+retraces per size for that reason). For the graph formats (SavedModel, ONNX, TFLite) the
+generator is therefore cloned with :class:`DynamicUpSampling2D` in its place: the same
+``tf.image.resize`` call with the size read from ``tf.shape`` at run time, so one graph serves
+every size and batch. With ``size`` the graph is traced at that one (batch 1, H, W) instead,
+for runtimes and delegates that need static shapes. The ``.keras`` file holds the Keras model
+itself, which runs at any size.
+
+Routes
+------
+* ``keras``: ``Model.save``.
+* ``savedmodel``: ``keras.export.ExportArchive`` with one ``serving_default`` signature,
+  ``rgb_trimap -> {"alpha": ...}``.
+* ``onnx``: ``Model.export(format="onnx")``, which runs tf2onnx on the traced graph (batch norm
+  is folded into the convolutions); the output is then renamed ``alpha`` and the free
+  dimensions ``batch``, ``height``, ``width``.
+* ``tflite``: the SavedModel above, converted by ``tf.lite.TFLiteConverter.from_saved_model``
+  (converting the concrete function directly keeps the variables as resource reads, which the
+  interpreter then returns as NaN). ``fp16`` stores the weights as float16.
+
+Example
+-------
+>>> generator, config, ref = load_generator("-1", log_dir="log")
+>>> export_generator(generator, config, "onnx", "m.onnx", source=checkpoint_source(ref))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from model.checkpoints import CheckpointRef, resolve_checkpoint
+from model.export_contract import (
+    INPUT_NAME,
+    OUTPUT_NAME,
+    SIGNATURE,
+    check_request,
+    contract_path,
+    make_contract,
+)
+from model.images import atomic_path
+from model.inference import _restore_generator, model_config
+
+ONNX_OPSET = 17
+"""Resize with half-pixel coordinates exists since opset 11; 17 is what onnxruntime >= 1.11 runs."""
+
+
+class DynamicUpSampling2D(keras.layers.Layer):
+    """``UpSampling2D`` whose output size is computed in the graph, so H and W stay dynamic.
+
+    ``(B, h, w, c) -> (B, h * size[0], w * size[1], c)`` through the same
+    ``tf.image.resize(..., method=interpolation)`` that Keras' TensorFlow backend calls, so the
+    results are identical; only the size comes from ``tf.shape`` instead of Python ints.
+    """
+
+    def __init__(self, size=(2, 2), interpolation="bilinear", **kwargs):
+        super().__init__(**kwargs)
+        self.size = tuple(size)
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        hw = tf.shape(inputs)[1:3]  # (2,) int32: h, w
+        return tf.image.resize(inputs, hw * tf.constant(self.size), method=self.interpolation)
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        height = None if height is None else height * self.size[0]
+        width = None if width is None else width * self.size[1]
+        return batch, height, width, channels
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size, "interpolation": self.interpolation}
+
+
+def load_generator(checkpoint: str | int = "-1", log_dir: str | os.PathLike = "log"):
+    """Resolve ``checkpoint`` as eval.py does and restore its generator.
+
+    Returns
+    -------
+    (keras.Model, ModelConfig, CheckpointRef)
+
+    Raises
+    ------
+    CheckpointError
+        As ``model.inference.Matter.load``: a one-line message naming the file.
+    """
+    ref = resolve_checkpoint(checkpoint, log_dir)
+    config = model_config(ref)
+    return _restore_generator(ref, config), config, ref
+
+
+def checkpoint_source(ref: CheckpointRef) -> dict[str, Any]:
+    """The contract's ``source``: which checkpoint the weights came from."""
+    return {"checkpoint": str(ref.path), "run": str(ref.run_dir), "step": ref.step}
+
+
+def serving_model(generator: keras.Model) -> keras.Model:
+    """A clone of ``generator`` with :class:`DynamicUpSampling2D` in place of ``UpSampling2D``.
+
+    The clone shares no variables with ``generator``; it gets a copy of its weights.
+    """
+
+    def clone_layer(layer):
+        if isinstance(layer, keras.layers.UpSampling2D):
+            return DynamicUpSampling2D(layer.size, layer.interpolation, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    clone = keras.models.clone_model(generator, clone_function=clone_layer)
+    clone.set_weights(generator.get_weights())
+    return clone
+
+
+def _input_spec(size: tuple[int, int] | None) -> tf.TensorSpec:
+    shape = (1, *size, 4) if size else (None, None, None, 4)
+    return tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
+
+
+@contextlib.contextmanager
+def _staged(out: Path) -> Iterator[Path]:
+    """Yield ``tmpdir/<out.name>`` in a private folder beside ``out``; move it onto ``out`` after.
+
+    Works for files and folders alike, and keeps the name's suffix (``Model.save`` insists on
+    ``.keras``). An existing ``out`` is replaced only once the new one is complete.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        yield staging / out.name
+        staged = staging / out.name
+        if staged.is_dir():
+            # mkdtemp made the folder tree private; an export is meant to be read by anyone.
+            for folder in [staged, *(p for p in staged.rglob("*") if p.is_dir())]:
+                folder.chmod(0o755)
+            if out.exists():
+                shutil.rmtree(out)
+        else:
+            staged.chmod(0o644)
+        os.replace(staged, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _save_keras(generator: keras.Model, target: Path) -> None:
+    generator.save(target)
+
+
+def _save_savedmodel(generator: keras.Model, target: Path, size) -> None:
+    model = serving_model(generator)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        SIGNATURE,
+        lambda batch: {OUTPUT_NAME: model(batch, training=False)},
+        input_signature=[_input_spec(size)],
+    )
+    archive.write_out(str(target), verbose=False)
+
+
+def _save_onnx(generator: keras.Model, target: Path, size) -> None:
+    import onnx
+
+    model = serving_model(generator)
+    # tf2onnx logs every conversion step at INFO and benign fallbacks at WARNING.
+    logger = logging.getLogger("tf2onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            # Keras' numpy-2 shim for tf2onnx probes np.object, which numpy warns about.
+            warnings.filterwarnings("ignore", "In the future `np.object`", FutureWarning)
+            model.export(
+                str(target),
+                format="onnx",
+                verbose=False,
+                input_signature=[_input_spec(size)],
+                opset_version=ONNX_OPSET,
+            )
+    finally:
+        logger.setLevel(level)
+    graph_model = onnx.load(str(target))
+    _rename_output(graph_model.graph, OUTPUT_NAME)
+    _name_dimensions(graph_model.graph)
+    onnx.checker.check_model(graph_model)
+    onnx.save(graph_model, str(target))
+
+
+def _rename_output(graph, name: str) -> None:
+    """Give the single graph output ``name`` (tf2onnx calls it after a TF op, ``Identity:0``)."""
+    (output,) = graph.output
+    old = output.name
+    for node in graph.node:
+        node.output[:] = [name if value == old else value for value in node.output]
+        node.input[:] = [name if value == old else value for value in node.input]
+    output.name = name
+
+
+def _name_dimensions(graph) -> None:
+    """Call the free input and output dimensions batch, height, width (tf2onnx: ``unk__123``)."""
+    for value in [*graph.input, *graph.output]:
+        dims = value.type.tensor_type.shape.dim  # NHWC: the channel count is always fixed
+        for dim, label in zip(dims[:3], ("batch", "height", "width"), strict=True):
+            if not dim.HasField("dim_value"):
+                dim.dim_param = label
+
+
+def _save_tflite(generator: keras.Model, target: Path, size, fp16: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix=".savedmodel.", dir=target.parent) as folder:
+        saved = Path(folder) / "savedmodel"
+        _save_savedmodel(generator, saved, size)
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), [SIGNATURE])
+        if fp16:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            converter.target_spec.supported_types = [tf.float16]
+        target.write_bytes(converter.convert())
+
+
+def _versions(fmt: str) -> dict[str, Any]:
+    versions: dict[str, Any] = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    if fmt == "onnx":
+        import tf2onnx
+
+        versions.update(tf2onnx=tf2onnx.__version__, onnx_opset=ONNX_OPSET)
+    return versions
+
+
+def export_generator(
+    generator: keras.Model,
+    config,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    size: tuple[int, int] | None = None,
+    fp16: bool = False,
+    source: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write ``generator`` in format ``fmt`` to ``out`` and its contract to ``out.json``.
+
+    Parameters
+    ----------
+    generator : keras.Model
+        ``(B, H, W, 4) -> (B, H, W, 1)`` from ``model.networks.build_generator``.
+    config : ModelConfig
+        Its architecture (the contract records it and its spatial multiple).
+    fmt : {"keras", "savedmodel", "onnx", "tflite"}
+    out : path
+        A file (a folder for ``savedmodel``); ``.keras`` files must end in ``.keras``.
+    size : (H, W), optional
+        Trace at this one input size (batch 1); None keeps batch, H and W dynamic.
+    fp16 : bool
+        TFLite only: store the weights as float16.
+    source : dict, optional
+        Where the weights came from (:func:`checkpoint_source`).
+    force : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    dict : the contract written to ``out.json``.
+
+    Raises
+    ------
+    ExportError
+        An impossible request (see :func:`check_request`).
+    """
+    out = Path(out)
+    check_request(fmt, out, size=size, fp16=fp16, multiple=config.multiple, force=force)
+    with _staged(out) as target:
+        if fmt == "keras":
+            _save_keras(generator, target)
+        elif fmt == "savedmodel":
+            _save_savedmodel(generator, target, size)
+        elif fmt == "onnx":
+            _save_onnx(generator, target, size)
+        else:
+            _save_tflite(generator, target, size, fp16)
+    contract = make_contract(
+        fmt,
+        out,
+        multiple=config.multiple,
+        size=size,
+        model_config=config.to_dict(),
+        source=source,
+        precision="float16" if fp16 else "float32",
+        exported_with=_versions(fmt),
+    )
+    with atomic_path(contract_path(out)) as temp:
+        temp.write_text(json.dumps(contract, indent=2) + "\n", encoding="utf-8")
+    return contract

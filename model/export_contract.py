@@ -1,0 +1,212 @@
+"""The JSON contract written next to every exported model (``m.onnx`` -> ``m.onnx.json``).
+
+An exported network is only usable if its caller knows what to feed it: which tensor, which
+layout, which channels in which range, which sizes. ``scripts/export.py`` writes that down
+here, once, and the runners (``model.onnx_runner``, or anyone's own code) read it back.
+
+This module imports only the standard library, so a TensorFlow-free runtime can use it.
+
+Contract (``contract_version`` 1)::
+
+    {
+      "contract_version": 1,
+      "format": "onnx",                     # keras | savedmodel | onnx | tflite
+      "file": "m.onnx",                     # the artifact, relative to this JSON
+      "network": "generator",
+      "precision": "float32",               # float16: TFLite weights stored as float16
+      "input":  {"name": "rgb_trimap", "dtype": "float32", "layout": "NHWC",
+                 "shape": [null, null, null, 4],
+                 "channels": ["red", "green", "blue", "trimap"], "range": [0.0, 1.0],
+                 "normalisation": "..."},
+      "output": {"name": "alpha", "dtype": "float32", "layout": "NHWC",
+                 "shape": [null, null, null, 1], "channels": ["alpha"], "range": [0.0, 1.0],
+                 "activation": "sigmoid"},
+      "spatial_multiple": 32,               # H and W must be multiples of this
+      "size": null,                         # or [H, W] when the export has a fixed size
+      "signature": "serving_default",       # savedmodel and tflite only
+      "preprocess": "...", "postprocess": "...",
+      "source": {"checkpoint": "...", "run": "...", "step": 2400},
+      "model_config": {...},                # the run's config.json "model" section
+      "exported_with": {"tensorflow": "2.21.0", "keras": "3.15.1", ...}
+    }
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+CONTRACT_VERSION = 1
+FORMATS = ("keras", "savedmodel", "onnx", "tflite")
+INPUT_NAME = "rgb_trimap"
+OUTPUT_NAME = "alpha"
+SIGNATURE = "serving_default"
+INPUT_CHANNELS = ("red", "green", "blue", "trimap")
+NORMALISATION = (
+    "red, green, blue: sRGB values divided by 255 (no mean or std); trimap: 0 background,"
+    " 0.5 unknown, 1 foreground (the 8-bit levels 0, 128, 255)"
+)
+PREPROCESS = (
+    "pad height and width up to multiples of spatial_multiple by reflection at the bottom and"
+    " right, run, crop the output back"
+)
+POSTPROCESS = (
+    "the output is not clamped to the trimap: set alpha to 0 where the trimap is 0 and to 1"
+    " where it is 1"
+)
+
+
+class ContractError(ValueError):
+    """A missing, unreadable or inconsistent export contract; the message names the file."""
+
+
+class ExportError(ValueError):
+    """An export that cannot be made as asked; the message names the path or the option."""
+
+
+def contract_path(artifact: str | os.PathLike) -> Path:
+    """Where the contract of ``artifact`` lives: the artifact's path plus ``.json``."""
+    return Path(f"{artifact}.json")
+
+
+def check_request(
+    fmt: str,
+    out: Path,
+    *,
+    size: tuple[int, int] | None,
+    fp16: bool,
+    force: bool,
+    multiple: int | None = None,
+) -> None:
+    """Raise ExportError if the export cannot be made as asked.
+
+    Needs no TensorFlow, so a command can answer before paying for its import; the size is
+    checked against ``multiple`` when the architecture's is given.
+    """
+    if fmt not in FORMATS:
+        raise ExportError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    if fmt == "keras" and out.suffix != ".keras":
+        raise ExportError(f"{out}: a Keras model file must end in .keras")
+    if fmt == "keras" and size:
+        raise ExportError("--size: a .keras model always runs at any size; drop --size")
+    if fp16 and fmt != "tflite":
+        raise ExportError("--fp16: only the tflite format stores float16 weights")
+    if size and multiple and any(side % multiple for side in size):
+        raise ExportError(
+            f"--size {size[0]}x{size[1]}: height and width must be multiples of {multiple}"
+        )
+    if (out.exists() or contract_path(out).exists()) and not force:
+        raise ExportError(f"{out}: already exists (use --force to replace it)")
+
+
+def make_contract(
+    fmt: str,
+    artifact: str | os.PathLike,
+    *,
+    multiple: int,
+    size: tuple[int, int] | None,
+    model_config: dict[str, Any],
+    source: dict[str, Any] | None,
+    precision: str = "float32",
+    exported_with: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The contract of one generator export (see the module docstring for the fields)."""
+    batch = 1 if size else None
+    height, width = size if size else (None, None)
+    contract = {
+        "contract_version": CONTRACT_VERSION,
+        "format": fmt,
+        "file": Path(artifact).name,
+        "network": "generator",
+        "precision": precision,
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "shape": [batch, height, width, len(INPUT_CHANNELS)],
+            "channels": list(INPUT_CHANNELS),
+            "range": [0.0, 1.0],
+            "normalisation": NORMALISATION,
+        },
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "shape": [batch, height, width, 1],
+            "channels": ["alpha"],
+            "range": [0.0, 1.0],
+            "activation": "sigmoid",
+        },
+        "spatial_multiple": multiple,
+        "size": list(size) if size else None,
+        "preprocess": PREPROCESS,
+        "postprocess": POSTPROCESS,
+        "source": source,
+        "model_config": model_config,
+        "exported_with": exported_with or {},
+    }
+    if fmt in ("savedmodel", "tflite"):
+        contract["signature"] = SIGNATURE
+    return contract
+
+
+def read_contract(artifact: str | os.PathLike, fmt: str | None = None) -> dict[str, Any]:
+    """Read and check the contract next to ``artifact``.
+
+    Parameters
+    ----------
+    artifact : path
+        The exported model (``m.onnx``); its contract is ``m.onnx.json``.
+    fmt : str, optional
+        The format the caller can run; another one is an error.
+
+    Raises
+    ------
+    ContractError
+        No contract, not JSON, another contract version or format, or missing fields.
+    """
+    path = contract_path(artifact)
+    try:
+        contract = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ContractError(
+            f"{path}: no export contract beside {Path(artifact).name}"
+            " (scripts/export.py writes one with every export)"
+        ) from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ContractError(f"{path}: unreadable export contract ({error})") from None
+    if not isinstance(contract, dict):
+        raise ContractError(f"{path}: an export contract is a JSON object")
+    version = contract.get("contract_version")
+    if version != CONTRACT_VERSION:
+        raise ContractError(
+            f"{path}: contract_version {version!r}, this code reads {CONTRACT_VERSION}"
+        )
+    if fmt is not None and contract.get("format") != fmt:
+        raise ContractError(f"{path}: describes a {contract.get('format')!r} export, not {fmt!r}")
+    try:
+        names = contract["input"]["name"], contract["output"]["name"]
+        multiple = contract["spatial_multiple"]
+        size = contract["size"]
+    except (KeyError, TypeError) as error:
+        raise ContractError(f"{path}: missing field {error}") from None
+    if not all(isinstance(name, str) for name in names):
+        raise ContractError(f"{path}: input and output names must be strings")
+    if isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1:
+        raise ContractError(f"{path}: spatial_multiple must be a positive integer")
+    if size is not None and not (
+        isinstance(size, list) and len(size) == 2 and all(_is_multiple(v, multiple) for v in size)
+    ):
+        raise ContractError(f"{path}: size must be null or [H, W], multiples of {multiple}")
+    return contract
+
+
+def _is_multiple(value: Any, multiple: int) -> bool:
+    return (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and value > 0
+        and not value % multiple
+    )
