@@ -257,6 +257,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait to connect and for each read (default: %(default)s)",
     )
     download.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="seconds one download may take in all, retries included; a server trickling"
+        " its bytes fails after this (default: %(default)s)",
+    )
+    download.add_argument(
         "--retries",
         type=non_negative_int,
         default=3,
@@ -303,6 +311,7 @@ def _run(options, queries: dict[str, list[str]]) -> int:
     engine = ENGINES[options.engine]
     settings = Settings(
         timeout=options.timeout,
+        deadline=options.deadline,
         retries=options.retries,
         max_bytes=options.max_bytes,
         max_pixels=options.max_pixels,
