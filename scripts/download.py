@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -409,4 +410,8 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Only exit handlers run from here (the worker pool's, among them); another Ctrl-C would
+    # turn the 130 of an interrupted run into a traceback and death by SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

