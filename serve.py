@@ -19,6 +19,9 @@ Endpoints
 The model is loaded once. Requests run in a pool of ``--workers`` threads; at most ``--queue``
 more may wait, and any request beyond that gets 503 at once, so memory stays bounded: each
 upload is at most ``--max-upload-mb`` and each decoded image at most ``--max-megapixels``.
+A request's body is read first, within ``--body-timeout`` seconds (408 beyond), so slow
+uploads never hold one of those places. Only the server's own Host names are answered
+(``--allowed-host`` adds more) and a POST from another site's page is refused (403).
 """
 
 from __future__ import annotations
@@ -34,7 +37,8 @@ import math
 import socket
 import sys
 import time
-from collections.abc import Callable
+import urllib.parse
+from collections.abc import Callable, Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,8 +47,10 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from python_multipart.multipart import DEFAULT_MAX_HEADER_SIZE
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from model.checkpoints import CheckpointError
 from model.images import (
@@ -72,6 +78,9 @@ OUTPUTS = ("rgba", "composite", "alpha", "soft_mask", "mask", "trimap")
 
 FIELDS = ("image", "trimap", "background", "background_image", "mask_threshold", "format", "output")
 FILE_FIELDS = ("image", "trimap", "background_image")
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+"""Host names a loopback (or all-interfaces) server answers to without ``--allowed-host``."""
 
 # Same-origin only: the page must work offline, and a stray CDN reference fails loudly in tests.
 _SECURITY_HEADERS = [
@@ -109,17 +118,51 @@ def _megabytes(size: float) -> str:
     return f"{size / MB:.3g} MB"
 
 
-class _Guard:
-    """ASGI middleware: security headers on every response, and a cap on request bodies.
+def _split_host(host: str) -> tuple[str, int | None]:
+    """``"name:port"`` (IPv6 in brackets) -> (lowercase name, port or None); port -1 if bad."""
+    name, colon, port = host.rpartition(":")
+    if not colon or name.endswith(":") or (host.startswith("[") and not name.endswith("]")):
+        return host.lower(), None  # no port, or a bare IPv6 address
+    return name.lower(), int(port) if port.isdigit() else -1
 
-    A declared ``Content-Length`` over the cap is refused before anything is read; a body
-    without one (chunked) is counted as it streams and stopped at the cap, so neither memory
-    nor the spool on disk can grow beyond it.
+
+def _refusal(headers: dict[bytes, bytes], allowed_hosts, server_port: int | None, method: str):
+    """Why to refuse a request by its Host or Origin header (403), or None.
+
+    Host: a web page can point its own domain name at 127.0.0.1 (DNS rebinding) and then read
+    this server as same-origin; its requests still carry that name in Host. Origin: a page on
+    another site can post a form here; the browser says which site in Origin.
+    """
+    host = headers.get(b"host", b"").decode("latin-1")
+    if allowed_hosts is not None and "*" not in allowed_hosts:
+        name, port = _split_host(host)
+        if name not in allowed_hosts or port not in (None, server_port):
+            return (
+                f"request: Host {host[:100]!r} is not this server's; start it with"
+                f" --allowed-host {name[:100]} to answer to that name"
+            )
+    origin = headers.get(b"origin")
+    if method not in ("GET", "HEAD") and origin is not None:
+        origin_text = origin.decode("latin-1")
+        if origin_text != f"http://{host}":
+            return f"request: cross-origin {method} from {origin_text[:100]!r} refused"
+    return None
+
+
+class _Guard:
+    """ASGI middleware: Host/Origin checks, security headers, and a cap on request bodies.
+
+    A request with a Host other than ``allowed_hosts`` (None: any), or a non-GET request whose
+    Origin is another site, gets 403 before anything is read. A declared ``Content-Length``
+    over the cap is refused before anything is read; a body without one (chunked) is counted
+    as it streams and stopped at the cap, so neither memory nor the spool on disk can grow
+    beyond it.
     """
 
-    def __init__(self, app, max_body: int):
+    def __init__(self, app, max_body: int, allowed_hosts: frozenset[str] | None = None):
         self.app = app
         self.max_body = max_body
+        self.allowed_hosts = allowed_hosts
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -131,7 +174,14 @@ class _Guard:
                 message = {**message, "headers": [*message.get("headers", []), *_SECURITY_HEADERS]}
             await send(message)
 
-        declared = dict(scope["headers"]).get(b"content-length")
+        headers = dict(scope["headers"])
+        server_port = (scope.get("server") or (None, None))[1]
+        problem = _refusal(headers, self.allowed_hosts, server_port, scope["method"])
+        if problem:
+            await _error(403, problem)(scope, receive, send_with_headers)
+            return
+
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             response = _error(
                 413,
@@ -199,6 +249,7 @@ class MatteRequest:
     format: str
     output: str
     name: str
+    """The image's file name without its extension, as uploaded (any characters)."""
 
 
 def parse_background_colour(text: str) -> tuple[float, float, float] | None:
@@ -282,6 +333,21 @@ def _image_error(error: ImageError) -> ApiError:
     return ApiError(status, str(error))
 
 
+def _form_problem(error: StarletteHTTPException) -> str:
+    """Starlette's reason for an unparsable form, or the parser's own where it hides it.
+
+    python-multipart's "Maximum header size exceeded" reaches us as "Invalid multipart data",
+    which sends a user with a very long file name looking for a bug in their client.
+    """
+    cause = getattr(error.__context__, "__cause__", None)
+    if cause is not None and "header size" in str(cause):
+        return (
+            f"a part's headers are over {DEFAULT_MAX_HEADER_SIZE:,} bytes; is its file name"
+            " that long? Rename the file and upload it again"
+        )
+    return str(error.detail)
+
+
 async def parse_matte_request(
     request: Request, *, max_upload_bytes: int, max_pixels: int
 ) -> MatteRequest:
@@ -295,7 +361,7 @@ async def parse_matte_request(
     try:
         form = await request.form(max_files=len(FILE_FIELDS), max_fields=len(FIELDS))
     except StarletteHTTPException as error:
-        raise ApiError(400, f"request: {error.detail}") from None
+        raise ApiError(400, f"request: {_form_problem(error)}") from None
     unknown = sorted(set(form.keys()) - set(FIELDS))
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
@@ -342,6 +408,22 @@ async def parse_matte_request(
         output=output,
         name=Path(upload_name).stem or "image",
     )
+
+
+def content_disposition(filename: str) -> str:
+    """An ``inline`` Content-Disposition for any file name (RFC 6266 with RFC 5987 ``filename*``).
+
+    HTTP headers are Latin-1, so a name such as ``фото.png`` goes in ``filename*`` as
+    percent-encoded UTF-8; ``filename`` holds an ASCII stand-in for clients that ignore it.
+    """
+    fallback = "".join(
+        char if char.isascii() and char.isprintable() and char not in '"\\' else "_"
+        for char in filename
+    )
+    encoded = urllib.parse.quote(filename, safe="")
+    if fallback == filename:
+        return f'inline; filename="{filename}"'
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
 def decode_trimap(data: bytes, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
@@ -438,6 +520,8 @@ def create_app(
     max_pixels: int = 16_000_000,
     max_queue: int = 8,
     workers: int = 1,
+    body_timeout: float = 60.0,
+    allowed_hosts: Collection[str] | None = None,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded model.
 
@@ -453,6 +537,15 @@ def create_app(
         Requests that may wait while ``workers`` run; one more gets 503.
     workers : int
         Requests matted at the same time (threads sharing ``matter``).
+    body_timeout : float
+        Seconds a request may take to send its whole body; a slower one gets 408. The body
+        is read before the request takes one of the ``workers + max_queue`` places, so slow
+        uploads cannot crowd out the others.
+    allowed_hosts : collection of str, optional
+        Host names (lowercase, IPv6 in brackets) the server answers to, ``"*"`` for any; a
+        Host with a port must use the server's. None (the default, for tests and embedding)
+        checks no Host. ``main`` passes LOOPBACK_HOSTS, the bound address and
+        ``--allowed-host``.
 
     ``POST /api/matte`` multipart fields
         ``image`` (file, required), ``trimap`` (file, required, same size; 0 background,
@@ -478,7 +571,11 @@ def create_app(
     app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gate = gate
     # Three uploads plus room for the text fields and multipart framing.
-    app.add_middleware(_Guard, max_body=len(FILE_FIELDS) * max_upload_bytes + MB)
+    app.add_middleware(
+        _Guard,
+        max_body=len(FILE_FIELDS) * max_upload_bytes + MB,
+        allowed_hosts=None if allowed_hosts is None else frozenset(allowed_hosts),
+    )
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, error: ApiError):
@@ -488,6 +585,16 @@ def create_app(
     async def body_too_large(_request: Request, _error_: _BodyTooLarge):
         limit = len(FILE_FIELDS) * max_upload_bytes + MB
         return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, _error_: ClientDisconnect):
+        # Nobody is left to read an answer; one line, not the traceback of a server fault.
+        log.warning(
+            "%s %s: client disconnected before sending its whole body",
+            request.method,
+            request.url.path,
+        )
+        return _error(400, "request: client disconnected")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException):
@@ -527,10 +634,20 @@ def create_app(
 
     @app.post("/api/matte")
     async def matte(request: Request):
-        with gate.enter():
-            job = await parse_matte_request(
-                request, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
+        try:
+            job = await asyncio.wait_for(
+                parse_matte_request(
+                    request, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
+                ),
+                body_timeout,
             )
+        except TimeoutError:
+            raise ApiError(
+                408,
+                f"request: the upload did not arrive within {body_timeout:g} seconds",
+                headers={"Connection": "close"},
+            ) from None
+        with gate.enter():
             start = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
@@ -552,7 +669,7 @@ def create_app(
                 },
             }
             return JSONResponse(body, headers=headers)
-        headers["Content-Disposition"] = f'inline; filename="{job.name}-{job.output}.png"'
+        headers["Content-Disposition"] = content_disposition(f"{job.name}-{job.output}.png")
         return Response(result.outputs[job.output], media_type="image/png", headers=headers)
 
     return app
@@ -580,6 +697,15 @@ def build_parser() -> ArgumentParser:
     server.add_argument("--port", type=int, default=5003, help="TCP port; 0 picks a free one")
     server.add_argument("--workers", type=int, default=1, help="requests matted at the same time")
     server.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503")
+    server.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer to this Host name (repeatable; '*' for any). Without it only"
+        " 127.0.0.1, localhost, [::1] and the --host address are answered, against DNS"
+        " rebinding",
+    )
 
     limits = parser.add_argument_group("limits")
     limits.add_argument(
@@ -590,6 +716,12 @@ def build_parser() -> ArgumentParser:
         type=float,
         default=16.0,
         help="largest image, width x height in millions of pixels (413 beyond)",
+    )
+    limits.add_argument(
+        "--body-timeout",
+        type=float,
+        default=60.0,
+        help="seconds a request may take to upload its body (408 beyond)",
     )
     return parser
 
@@ -605,6 +737,8 @@ def _validate(args: argparse.Namespace) -> str | None:
         return f"--max-upload-mb: must be positive, got {args.max_upload_mb}"
     if not args.max_megapixels > 0:
         return f"--max-megapixels: must be positive, got {args.max_megapixels}"
+    if not args.body_timeout > 0:
+        return f"--body-timeout: must be positive, got {args.body_timeout}"
     return None
 
 
@@ -615,6 +749,14 @@ def _is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def allowed_host_names(host: str, extra: list[str]) -> set[str]:
+    """Host names the server answers to: loopback names, the bound address, and ``extra``."""
+    names = {name.lower() for name in extra} | set(LOOPBACK_HOSTS)
+    if host not in ("0.0.0.0", "::", ""):
+        names.add(f"[{host}]".lower() if ":" in host else host.lower())
+    return names
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -647,7 +789,8 @@ def main(args: list[str] | None = None) -> int:
         if not _is_loopback(options.host):
             print(
                 f"warning: listening on {options.host}: other machines can reach this server,"
-                " which has no authentication",
+                " which has no authentication; it answers only to the Host names"
+                " 127.0.0.1, localhost, [::1], the --host address and --allowed-host",
                 file=sys.stderr,
             )
         try:
@@ -666,6 +809,8 @@ def main(args: list[str] | None = None) -> int:
             max_pixels=int(options.max_megapixels * 1_000_000),
             max_queue=options.queue,
             workers=options.workers,
+            body_timeout=options.body_timeout,
+            allowed_hosts=allowed_host_names(options.host, options.allowed_host),
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

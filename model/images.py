@@ -300,9 +300,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
+    try:
+        handle, temp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as error:
+        raise _about_target(error, target) from error
     os.close(handle)
     temp = Path(temp_name)
     try:
@@ -310,8 +313,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         # mkstemp creates 0600; a finished file gets the mode a plain open() would give it.
         os.chmod(temp, _FILE_MODE)
         os.replace(temp, target)
+    except OSError as error:
+        if str(temp) not in (error.filename, error.filename2):
+            raise
+        raise _about_target(error, target) from error
     finally:
         temp.unlink(missing_ok=True)
+
+
+def _about_target(error: OSError, target: Path) -> OSError:
+    """The same error, naming ``target``: the temporary file's name means nothing to a user."""
+    # OSError(errno, ...) picks the matching subclass (IsADirectoryError, ...), so callers that
+    # catch one still do.
+    return OSError(error.errno, error.strerror, str(target))
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -3,7 +3,9 @@
 The matting metrics are the Deep Image Matting evaluation (Xu et al. 2017; its MATLAB code and
 ports such as MMagic's ``gradient_error``/``connectivity_error``). All are computed over the
 unknown region of the trimap (``np.isclose(trimap, 0.5)``, i.e. value 128 on disk), with alpha
-in [0, 1]:
+in [0, 1]. The trimap must be the in-memory one, values in [0, 1]: an on-disk trimap
+(0/128/255) raises ValueError instead of silently scoring 0, since it has no 0.5 anywhere
+(convert it with ``model.images.trimap_from_uint8``).
 
 * SAD  = sum |a - a*| / 1000
 * MSE  = mean (a - a*)^2 over unknown pixels (papers often print it x 1e-3)
@@ -41,6 +43,13 @@ def _check_pair(pred: np.ndarray, gt: np.ndarray, trimap: np.ndarray | None = No
     if any(shape != pred.shape for _, shape in shapes):
         listed = ", ".join(f"{name} {shape}" for name, shape in shapes)
         raise ValueError(f"shape mismatch: {listed}")
+    # NaN fails both comparisons, so it is refused too.
+    if trimap is not None and not ((trimap >= 0) & (trimap <= 1)).all():
+        raise ValueError(
+            f"trimap: values up to {np.max(trimap):g}; expected the in-memory convention"
+            " 0 / 0.5 / 1 (convert an on-disk 0/128/255 trimap with"
+            " model.images.trimap_from_uint8)"
+        )
     return pred, gt, trimap
 
 

@@ -36,6 +36,7 @@ import argparse
 import hashlib
 import os
 import re
+import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
@@ -876,4 +877,8 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Only exit handlers run from here (the worker pool's, among them); another Ctrl-C would
+    # turn the 130 of an interrupted run into a traceback and death by SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

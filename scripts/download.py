@@ -41,6 +41,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
 import time
 from collections import Counter
@@ -257,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait to connect and for each read (default: %(default)s)",
     )
     download.add_argument(
+        "--deadline",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="seconds one download may take in all, retries included; a server trickling"
+        " its bytes fails after this (default: %(default)s)",
+    )
+    download.add_argument(
         "--retries",
         type=non_negative_int,
         default=3,
@@ -303,6 +312,7 @@ def _run(options, queries: dict[str, list[str]]) -> int:
     engine = ENGINES[options.engine]
     settings = Settings(
         timeout=options.timeout,
+        deadline=options.deadline,
         retries=options.retries,
         max_bytes=options.max_bytes,
         max_pixels=options.max_pixels,
@@ -400,4 +410,8 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Only exit handlers run from here (the worker pool's, among them); another Ctrl-C would
+    # turn the 130 of an interrupted run into a traceback and death by SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

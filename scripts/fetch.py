@@ -4,8 +4,10 @@ Each URL goes through the same steps on a worker thread:
 
 1. **fetch** with a per-thread ``requests`` session: connect/read timeouts, retries with
    exponential back-off on connection errors and HTTP 429/5xx (urllib3 ``Retry``), at most five
-   redirects, and a size cap: a ``Content-Length`` over the cap is refused before the body is
-   read, and a streamed body is abandoned as soon as it passes the cap;
+   redirects, a size cap (a ``Content-Length`` over the cap is refused before the body is
+   read, and a streamed body is abandoned as soon as it passes the cap), and a total
+   ``deadline``: a server trickling its body a byte at a time never times out a single read,
+   so the body is read as it arrives and abandoned once the deadline has passed;
 2. **de-duplicate** by the sha256 of the bytes (also against earlier runs' manifest records);
 3. **vet** the bytes, sniffing the format from the content (never the extension or
    ``Content-Type``) with :func:`model.images.probe_image` and :func:`model.images.decode_image`,
@@ -21,6 +23,10 @@ Each URL goes through the same steps on a worker thread:
 
 A URL already in the manifest is never fetched again, so an interrupted run resumes where it
 stopped; a file is written before its record, so a kill between the two only costs one re-fetch.
+Leaving the ``with`` block on an exception (Ctrl-C) drops the queued downloads, stops the
+running ones at their next read without a record (they are fetched again next time), and
+waits at most ``CANCEL_GRACE`` seconds for them: the workers are daemon threads, so one
+stuck in a read cannot hold the process open.
 
 Usage::
 
@@ -33,11 +39,13 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import queue
 import re
 import sys
 import threading
+import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +53,7 @@ import numpy as np
 import requests
 from requests.adapters import HTTPAdapter
 from tqdm import tqdm
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
 from urllib3.util.retry import Retry
 
 from model.compositing import alpha_problem
@@ -56,6 +65,8 @@ STATUSES = ("kept", "rejected", "failed", "duplicate")
 RETRY_STATUSES = (429, 500, 502, 503, 504)
 MAX_REDIRECTS = 5
 CHUNK_BYTES = 64 * 1024
+CANCEL_GRACE = 1.0
+"""Seconds a cancelled :class:`Downloader` waits for running downloads before abandoning them."""
 JPEG_FORMATS = ("JPEG", "MPO")
 DEFAULT_USER_AGENT = (
     "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
@@ -91,6 +102,9 @@ class Settings:
     ----------
     timeout : float
         Seconds to wait to connect, and for each read of the response.
+    deadline : float
+        Seconds one download may take in all, from the request to the last byte of the body
+        (retries included); a slower one fails with reason "too slow".
     retries : int
         Retries after a connection error or an HTTP 429/500/502/503/504 answer; the waits
         between them are ``backoff * 2**(n-1)`` seconds after the first immediate retry.
@@ -108,6 +122,7 @@ class Settings:
     """
 
     timeout: float = 20.0
+    deadline: float = 120.0
     retries: int = 3
     backoff: float = 0.5
     max_bytes: int = 20_000_000
@@ -126,6 +141,10 @@ class Verdict:
     height: int | None = None
     format: str | None = None
     pixels: np.ndarray | None = None
+
+
+class Interrupted(Exception):
+    """A download stopped because its Downloader was cancelled; it gets no record."""
 
 
 class Refused(Exception):
@@ -179,8 +198,34 @@ def _network_reason(error: requests.RequestException) -> str:
     return f"request failed ({type(error).__name__})"
 
 
-def fetch(session: requests.Session, url: str, settings: Settings, referer: str | None = None):
+def _body_chunks(response: requests.Response):
+    """The body as it arrives, each piece as soon as one read returns it.
+
+    ``iter_content`` waits for a whole chunk, which a trickling server takes hours to fill;
+    errors are wrapped as ``iter_content`` wraps them.
+    """
+    try:
+        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
+            yield chunk
+    except ProtocolError as error:
+        raise requests.exceptions.ChunkedEncodingError(error) from None
+    except DecodeError as error:
+        raise requests.exceptions.ContentDecodingError(error) from None
+    except ReadTimeoutError as error:
+        raise requests.ConnectionError(error) from None
+
+
+def fetch(
+    session: requests.Session,
+    url: str,
+    settings: Settings,
+    referer: str | None = None,
+    stop: threading.Event | None = None,
+):
     """Download ``url`` into memory, refusing bodies over ``settings.max_bytes``.
+
+    The body must arrive within ``settings.deadline`` seconds of the request. ``stop``, when
+    set, ends the download at its next read with :class:`Interrupted`.
 
     Returns
     -------
@@ -190,10 +235,15 @@ def fetch(session: requests.Session, url: str, settings: Settings, referer: str 
     Raises
     ------
     Refused
-        ``failed`` for network and HTTP errors, ``rejected`` for a body over the cap.
+        ``failed`` for network and HTTP errors and for a missed deadline, ``rejected`` for a
+        body over the cap.
+    Interrupted
+        ``stop`` was set.
     """
     headers = {"Referer": referer} if referer else {}
     timeout = (settings.timeout, settings.timeout)
+    started = time.monotonic()
+    too_slow = f"too slow (not complete within --deadline {settings.deadline:g} s)"
     try:
         with session.get(url, stream=True, timeout=timeout, headers=headers) as response:
             if response.status_code >= 400:
@@ -203,12 +253,16 @@ def fetch(session: requests.Session, url: str, settings: Settings, referer: str 
             if length.isdigit() and int(length) > settings.max_bytes:
                 raise Refused("rejected", too_large)
             body = bytearray()
-            for chunk in response.iter_content(CHUNK_BYTES):
+            for chunk in _body_chunks(response):
+                if stop is not None and stop.is_set():
+                    raise Interrupted(url)
+                if time.monotonic() - started > settings.deadline:
+                    raise Refused("failed", too_slow)
                 body += chunk
                 if len(body) > settings.max_bytes:
                     raise Refused("rejected", too_large)
             return bytes(body), response.url
-    except Refused:
+    except (Refused, Interrupted):
         raise
     except requests.RequestException as error:
         raise Refused("failed", _network_reason(error)) from None
@@ -303,8 +357,8 @@ class Downloader:
     """Fetch, vet and save images on a pool of threads, one manifest record per URL.
 
     Reads ``out_dir/manifest.jsonl`` first: its URLs are skipped and its hashes count for
-    de-duplication. Use as a context manager; leaving the block waits for queued downloads, or
-    cancels those not started when the block raised.
+    de-duplication. Use as a context manager; leaving the block waits for queued downloads, or,
+    when the block raised, cancels them (see :meth:`close`).
 
     Parameters
     ----------
@@ -355,7 +409,10 @@ class Downloader:
         self._local = threading.local()
         self._sessions: list[requests.Session] = []
         self._futures: list[Future] = []
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="download")
+        self._workers = workers
+        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
         self._progress = progress
         # Made at the first submit, so a run that fails before downloading prints one line.
         self._bar: tqdm | None = None
@@ -384,7 +441,17 @@ class Downloader:
             )
         self._bar.total += 1
         self._bar.refresh()
-        self._futures.append(self._pool.submit(self._process, job))
+        future: Future = Future()
+        self._futures.append(future)
+        self._jobs.put((future, job))
+        if len(self._threads) < self._workers:
+            # Daemon threads, unlike ThreadPoolExecutor's: the interpreter does not wait for a
+            # worker stuck in a read when the run is cancelled.
+            thread = threading.Thread(
+                target=self._work, name=f"download-{len(self._threads)}", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
         return True
 
     def resubmit_failed(self) -> int:
@@ -416,14 +483,38 @@ class Downloader:
         return self.counts
 
     def close(self, *, cancel: bool = False) -> None:
-        """Finish (or with ``cancel``, drop the not yet started) downloads and release resources."""
-        self._pool.shutdown(wait=True, cancel_futures=cancel)
+        """Finish the downloads and release resources.
+
+        With ``cancel``, queued downloads are dropped and running ones stop at their next read
+        without a record; this waits at most ``CANCEL_GRACE`` seconds for them.
+        """
+        if cancel:
+            self._stop.set()
+            for future in self._futures:
+                future.cancel()  # only those not started yet
+        for _ in self._threads:
+            self._jobs.put(None)
+        give_up = time.monotonic() + CANCEL_GRACE
+        for thread in self._threads:
+            thread.join(max(0.0, give_up - time.monotonic()) if cancel else None)
         if not cancel:
             self.wait()
         for session in self._sessions:
             session.close()
         if self._bar is not None:
             self._bar.close()
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, job = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                self._process(job)
+            except BaseException as error:
+                future.set_exception(error)
+            else:
+                future.set_result(None)
 
     def _session(self) -> requests.Session:
         session = getattr(self._local, "session", None)
@@ -462,8 +553,14 @@ class Downloader:
             "reason": None,
         }
         try:
-            data, final_url = fetch(self._session(), job.url, self.settings, job.page_url)
+            data, final_url = fetch(
+                self._session(), job.url, self.settings, job.page_url, self._stop
+            )
+        except Interrupted:
+            return
         except Refused as refusal:
+            if self._stop.is_set():
+                return  # most likely the cancellation's doing; fetch it again next run
             record.update(status=refusal.status, reason=refusal.reason)
             self._record(record)
             return

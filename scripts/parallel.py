@@ -10,6 +10,7 @@ scaling measured by bench/combine.py means what it says.
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
@@ -21,6 +22,9 @@ Result = TypeVar("Result")
 
 def _init_worker() -> None:
     cv2.setNumThreads(1)
+    # Ctrl-C reaches the whole process group; the parent ends the pool, and a worker's own
+    # KeyboardInterrupt would only print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Workers:

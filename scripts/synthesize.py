@@ -22,6 +22,7 @@ Usage::
 from __future__ import annotations
 
 import hashlib
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,4 +199,8 @@ def main(args: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Only exit handlers run from here (the worker pool's, among them); another Ctrl-C would
+    # turn the 130 of an interrupted run into a traceback and death by SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.exit(status)

@@ -41,7 +41,8 @@ class Resource:
 
     ``delay`` seconds pass before the answer; ``fail_first`` requests get HTTP 503 first;
     ``location`` makes it a redirect; ``send_length=False`` streams the body without a
-    ``Content-Length`` and closes the connection.
+    ``Content-Length`` and closes the connection; ``trickle`` sends the body one byte per
+    that many seconds (after a correct ``Content-Length``).
     """
 
     body: bytes = b""
@@ -51,6 +52,7 @@ class Resource:
     location: str | None = None
     send_length: bool = True
     fail_first: int = 0
+    trickle: float = 0.0
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -188,6 +190,15 @@ class LoopbackSite:
                     time.sleep(resource.delay)
                 if failing:
                     self._send(503, "text/html", b"<h1>busy</h1>")
+                elif resource.trickle:
+                    self.send_response(resource.status)
+                    self.send_header("Content-Type", resource.content_type)
+                    self.send_header("Content-Length", str(len(resource.body)))
+                    self.end_headers()
+                    for byte in resource.body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(resource.trickle)
                 elif resource.location:
                     self._send(resource.status, "text/html", b"", [("Location", resource.location)])
                 elif resource.send_length:

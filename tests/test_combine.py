@@ -27,6 +27,7 @@ import pytest
 from PIL import Image
 
 from scripts import combine, synthesize
+from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "combine.py"
@@ -619,3 +620,13 @@ def test_command_line_errors_exit_2_without_traceback(raw, tmp_path):
         assert "Traceback" not in result.stderr
         lines = error_lines(result.stderr)
         assert len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line_and_a_whole_manifest(raw, tmp_path):
+    out = tmp_path / "data"
+    args = [str(raw), "--out", str(out), "--per-fg", "40", "--workers", "2"]
+    status, err = interrupt(SCRIPT, args, lambda: len(names(out, "train")) >= 4)
+    assert status == 130, err
+    assert err.splitlines()[-1] == f"error: {out}: interrupted; run again to resume"
+    assert "Traceback" not in err
+    assert all(json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines())

@@ -621,3 +621,86 @@ def test_killed_run_leaves_nothing_half_written_and_resumes(site, tmp_path):
     for i, data in images.items():
         with Image.open(out / "foreground" / f"{sha(data)[:16]}.png") as image:
             np.testing.assert_array_equal(np.asarray(image), soft_rgba(300 + i, 64, 64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile servers and Ctrl-C
+
+
+def test_a_trickling_server_fails_at_the_deadline(site, tmp_path):
+    # One byte every 20 ms: each read succeeds well within --timeout, and the whole body
+    # would take 4 s, so only a total deadline can end it sooner.
+    trickled = encode(soft_rgba(11), "RGBA")[:200]
+    site.add("/img/slow.png", Resource(trickled, trickle=0.02))
+    site.add("/img/ok.png", Resource(encode(soft_rgba(12), "RGBA")))
+    settings = Settings(timeout=2, retries=0, deadline=1.0)
+    start = time.monotonic()
+    with Downloader(tmp_path, settings, workers=2, progress=False) as downloader:
+        downloader.submit(Job("foreground", site.url("/img/slow.png")))
+        downloader.submit(Job("foreground", site.url("/img/ok.png")))
+    assert time.monotonic() - start < 3
+    records = records_by_url(tmp_path)
+    slow = records[site.url("/img/slow.png")]
+    assert (slow["status"], slow["reason"]) == (
+        "failed",
+        "too slow (not complete within --deadline 1 s)",
+    )
+    assert records[site.url("/img/ok.png")]["status"] == "kept"
+
+
+@needs_chromium
+def test_ctrl_c_ends_the_run_at_once_and_keeps_the_manifest(site, tmp_path):
+    fast = {i: encode(soft_rgba(400 + i, 48, 48), "RGBA") for i in range(2)}
+    for i, data in fast.items():
+        site.add(f"/img/fast{i}.png", Resource(data), "foreground")
+    slow = {i: encode(soft_rgba(500 + i, 48, 48), "RGBA") for i in range(2)}
+    for i, data in slow.items():
+        # Minutes per image at this rate, yet every read returns well within --timeout.
+        site.add(f"/img/slow{i}.png", Resource(data, trickle=0.05), "foreground")
+    out = tmp_path / "raw"
+    args = cli_args(site, "bing", out, tmp_path, "--only", "foreground", "--workers", "4")
+    args += ["--deadline", "600"]
+    args[args.index("--timeout") + 1] = "5"
+    process = subprocess.Popen(
+        [sys.executable, str(SCRIPT), *args],
+        cwd=ROOT,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        manifest = out / "manifest.jsonl"
+        while not (manifest.exists() and len(all_records(out)) == len(fast)) or not all(
+            site.hits[f"/img/slow{i}.png"] for i in slow
+        ):
+            assert process.poll() is None, process.communicate()[1]
+            assert time.monotonic() < deadline, "the downloads did not start"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        interrupted = time.monotonic()
+        for _ in range(3):  # what Ctrl-C in a terminal does, pressed again while it stops
+            os.killpg(process.pid, signal.SIGINT)
+            time.sleep(0.05)
+        _, err = process.communicate(timeout=30)
+        seconds = time.monotonic() - interrupted
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == 130, err
+    assert seconds < 3, f"took {seconds:.1f} s to stop"
+    assert err.strip().splitlines()[-1] == "error: interrupted; run again to resume"
+    assert "Traceback" not in err
+    # Only finished downloads have records; the interrupted ones are fetched on resume.
+    records = records_by_url(out)
+    assert set(records) == {site.url(f"/img/fast{i}.png") for i in fast}
+    assert {r["status"] for r in records.values()} == {"kept"}
+
+    for path in site.resources:
+        site.resources[path].trickle = 0
+    assert download.main(args) == 0
+    records = records_by_url(out)
+    assert {r["status"] for r in records.values()} == {"kept"}
+    assert len(records) == len(fast) + len(slow)

@@ -191,6 +191,28 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
 
 
+def test_write_error_names_the_target_not_the_temp_file(tmp_path):
+    target = tmp_path / "x.png"
+    target.mkdir()  # the final rename onto a folder fails
+    with pytest.raises(IsADirectoryError) as caught:
+        images.write_png(target, np.zeros((2, 2), np.float32))
+    assert str(caught.value) == f"[Errno 21] Is a directory: '{target}'"
+    assert caught.value.filename == str(target)
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_disk_full_names_the_target(tmp_path, monkeypatch):
+    def full(path, _data):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(type(tmp_path), "write_bytes", full)
+    with pytest.raises(OSError) as caught:
+        images.write_bytes(tmp_path / "x.png", b"data")
+    assert caught.value.filename == str(tmp_path / "x.png")
+    assert ".tmp" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_write_png_rejects_bad_shapes(tmp_path):
     with pytest.raises(ValueError, match="shape"):
         images.write_png(tmp_path / "x.png", np.zeros((2, 2, 2)))

@@ -199,3 +199,17 @@ def test_mask_metrics_reject_bad_input():
         metrics.iou(mask, np.zeros((2, 3), bool))
     with pytest.raises(ValueError, match="pred_mask must be a boolean array, got dtype float32"):
         metrics.dice(mask.astype(np.float32), mask)
+
+
+@pytest.mark.parametrize(
+    "metric", [metrics.sad, metrics.mse, metrics.gradient_error, metrics.connectivity_error]
+)
+def test_on_disk_trimap_is_refused_not_scored_zero(metric):
+    rng = np.random.default_rng(3)
+    pred, gt = _random_matte(rng), _random_matte(rng)
+    trimap = np.full(pred.shape, 128, np.uint8)  # every pixel unknown, on-disk convention
+    trimap[0], trimap[-1] = 0, 255
+    with pytest.raises(ValueError, match=r"trimap: values up to 255; expected the in-memory"):
+        metric(pred, gt, trimap)
+    # The in-memory version of the same trimap scores the difference.
+    assert metric(pred, gt, np.where(trimap == 128, 0.5, trimap / 255)) > 0

@@ -8,8 +8,10 @@ trimap regions must come back exactly 0 or 1 (the contract's clamp).
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -17,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import requests
+import uvicorn
 from fastapi.testclient import TestClient
 from PIL import Image
 
@@ -415,6 +419,7 @@ def test_page_and_assets_are_local(client):
         (["--queue", "-1"], "error: --queue: must be 0 or more, got -1"),
         (["--port", "70000"], "error: --port: must be 0-65535, got 70000"),
         (["--max-upload-mb", "0"], "error: --max-upload-mb: must be positive, got 0.0"),
+        (["--body-timeout", "0"], "error: --body-timeout: must be positive, got 0.0"),
     ],
 )
 def test_cli_rejects_bad_options(capsys, args, message):
@@ -435,3 +440,141 @@ def test_cli_reports_a_busy_port(capsys, log_dir):
         port = taken.getsockname()[1]
         assert serve.main(["--log-dir", str(log_dir), "--port", str(port)]) == 1
     assert capsys.readouterr().err.strip() == f"error: 127.0.0.1:{port}: Address already in use"
+
+
+# ---------------------------------------------------------------- hostile clients
+
+
+def test_non_latin1_file_name_gets_an_rfc_5987_name(client, pair):
+    image_u8, trimap_u8 = pair
+    files = {"image": ("фото.png", png(image_u8)), "trimap": ("t.png", png(trimap_u8))}
+    response = client.post("/api/matte", files=files)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-disposition"] == (
+        "inline; filename=\"____-rgba.png\"; filename*=UTF-8''%D1%84%D0%BE%D1%82%D0%BE-rgba.png"
+    )
+
+
+def test_quotes_in_a_file_name_cannot_break_the_header():
+    header = serve.content_disposition('a"b\\c.png')
+    assert header == "inline; filename=\"a_b_c.png\"; filename*=UTF-8''a%22b%5Cc.png"
+
+
+def test_a_very_long_file_name_gets_a_clear_message(client, pair):
+    image_u8, trimap_u8 = pair
+    files = {"image": ("a" * 5000 + ".png", png(image_u8)), "trimap": ("t.png", png(trimap_u8))}
+    response = client.post("/api/matte", files=files)
+    assert_error(response, 400, "request: a part's headers are over 4,224 bytes", "file name")
+
+
+@pytest.fixture(scope="module")
+def guarded(matter):
+    app = serve.create_app(matter, allowed_hosts=serve.allowed_host_names("127.0.0.1", []))
+    with TestClient(app, base_url="http://127.0.0.1:5003") as test_client:
+        yield test_client
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1:5003", "localhost:5003", "[::1]:5003", "LOCALHOST"])
+def test_own_host_names_are_answered(guarded, host):
+    assert guarded.get("/api/health", headers={"host": host}).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example:5003", "evil.example", "127.0.0.1:80", "[::2]"])
+def test_other_host_names_are_refused(guarded, host):
+    # A DNS-rebinding page reaches 127.0.0.1 under its own name, which is what Host carries.
+    response = guarded.get("/api/health", headers={"host": host})
+    assert_error(response, 403, f"request: Host {host!r} is not this server's", "--allowed-host")
+
+
+def test_allowed_host_option(matter):
+    names = serve.allowed_host_names("0.0.0.0", ["Photos.LAN"])
+    assert names == {"127.0.0.1", "localhost", "[::1]", "photos.lan"}
+    assert serve.allowed_host_names("::1", []) == {"127.0.0.1", "localhost", "[::1]"}
+    app = serve.create_app(matter, allowed_hosts=names)
+    with TestClient(app, base_url="http://photos.lan:5003") as test_client:
+        assert test_client.get("/api/health").status_code == 200
+    app = serve.create_app(matter, allowed_hosts={"*"})
+    with TestClient(app, base_url="http://anything.example:5003") as test_client:
+        assert test_client.get("/api/health").status_code == 200
+
+
+def test_cross_origin_post_is_refused(guarded, pair):
+    image_u8, trimap_u8 = pair
+    files = {"image": ("p.png", png(image_u8)), "trimap": ("t.png", png(trimap_u8))}
+    response = guarded.post("/api/matte", files=files, headers={"origin": "http://evil.example"})
+    assert_error(response, 403, "request: cross-origin POST from 'http://evil.example' refused")
+    response = guarded.post("/api/matte", files=files, headers={"origin": "null"})
+    assert_error(response, 403, "cross-origin POST from 'null'")
+    # The page itself posts with its own origin, and curl sends none.
+    own = guarded.post("/api/matte", files=files, headers={"origin": "http://127.0.0.1:5003"})
+    assert own.status_code == 200, own.text
+    assert guarded.post("/api/matte", files=files).status_code == 200
+
+
+@contextlib.contextmanager
+def live_server(app):
+    """Run ``app`` under uvicorn on 127.0.0.1 in a thread; yields the port."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_config=None, log_level="info", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive()
+        time.sleep(0.02)
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        sock.close()
+
+
+def _start_upload(port: int, declared: int) -> socket.socket:
+    """A client that sends its headers and the first bytes of a body, then stalls."""
+    conn = socket.create_connection(("127.0.0.1", port), timeout=10)
+    conn.sendall(
+        b"POST /api/matte HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: multipart/form-data; boundary=b\r\n"
+        b"Content-Length: %d\r\n\r\n--b\r\n" % declared
+    )
+    return conn
+
+
+def test_slow_uploads_time_out_and_do_not_take_the_queue(matter, pair):
+    # Nine stalled uploads against 1 worker + 8 queue places: the old server admitted each
+    # one before reading its body and answered every real request 503.
+    app = serve.create_app(matter, workers=1, max_queue=8, body_timeout=1.5)
+    with live_server(app) as port:
+        stalled = [_start_upload(port, 100_000) for _ in range(9)]
+        time.sleep(0.3)  # let the server accept them all
+        image_u8, trimap_u8 = pair
+        files = {"image": ("p.png", png(image_u8)), "trimap": ("t.png", png(trimap_u8))}
+        real = requests.post(f"http://127.0.0.1:{port}/api/matte", files=files, timeout=20)
+        assert real.status_code == 200, real.text
+        for conn in stalled:
+            with conn:
+                answer = conn.makefile("rb").read()
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert b"the upload did not arrive within 1.5 seconds" in answer
+
+
+def test_client_disconnecting_mid_upload_logs_one_line(matter, caplog):
+    app = serve.create_app(matter)
+    with live_server(app) as port, caplog.at_level(logging.INFO):
+        conn = _start_upload(port, 100_000)
+        conn.sendall(b"Content-Disposition: form-data; name=image; filename=a.png\r\n\r\n")
+        time.sleep(0.2)
+        conn.close()
+        deadline = time.monotonic() + 10
+        while not any("disconnected" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline, [r.getMessage() for r in caplog.records]
+            time.sleep(0.05)
+        time.sleep(0.3)  # anything else the server logs about it comes now
+    problems = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.getMessage() for r in problems] == [
+        "POST /api/matte: client disconnected before sending its whole body"
+    ]
+    assert all(r.exc_info is None for r in caplog.records)

@@ -20,6 +20,7 @@ from PIL import Image
 
 from model.manifest import read_records
 from scripts import procedural, synthesize
+from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "synthesize.py"
@@ -300,3 +301,18 @@ def test_unwritable_output_exit_code_and_no_traceback(tmp_path):
     assert "Traceback" not in result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {out}: "), result.stderr
+
+
+def test_ctrl_c_exits_130_with_one_line_and_a_whole_manifest(tmp_path):
+    out = tmp_path / "raw"
+    args = ["--out", str(out), "--count", "400", "--size", "96", "--workers", "2"]
+    manifest = out / "manifest.jsonl"
+    status, err = interrupt(
+        SCRIPT, args, lambda: manifest.exists() and manifest.stat().st_size > 2000
+    )
+    assert status == 130, err
+    assert err.splitlines()[-1] == f"error: {out}: interrupted; run again to resume"
+    assert "Traceback" not in err
+    made = records(out)  # every line parses
+    assert 0 < len(made) < 600
+    assert synth(out) == 0  # and the run resumes from it
