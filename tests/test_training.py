@@ -1,4 +1,4 @@
-"""Tests for model/training.py: the GAN train step, checkpoints, strips, timelapse, learning."""
+"""Tests for model/training: the GAN train step, checkpoints, strips, timelapse, learning."""
 
 from __future__ import annotations
 
