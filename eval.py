@@ -50,6 +50,7 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.checkpoints import PRETRAINED, CheckpointError
+from model.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
 from model.errors import first_line
 from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
 from model.images import ImageError, read_image, read_trimap, write_bytes
@@ -60,7 +61,6 @@ from model.inference import (
     DEFAULT_TILE,
 )
 from model.outputs import encode_outputs, parse_background
-from scripts.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1

@@ -45,6 +45,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.checkpoints import CheckpointError
+from model.cli import ArgumentParser, add_network_pixels
 from model.images import (
     ImageError,
     decode_image,
@@ -56,7 +57,6 @@ from model.inference import (
     Matter,
 )
 from model.outputs import OUTPUTS, encode_outputs, parse_colour
-from scripts.cli import ArgumentParser, add_network_pixels
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024

@@ -38,6 +38,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from model.checkpoints import CheckpointError, resolve_checkpoint, trained_runs
+from model.cli import ArgumentParser, non_negative_int, positive_int
 from model.dataset import DatasetError, list_samples
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, ModelConfig
@@ -56,7 +57,6 @@ from model.training import (
     train,
     write_run_config,
 )
-from scripts.cli import ArgumentParser, non_negative_int, positive_int
 
 MODEL_FLAGS = {
     "encoder": "encoder",
