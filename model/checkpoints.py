@@ -104,7 +104,7 @@ def restore_checkpoint(checkpoint: Any, path: str | os.PathLike, *, partial: boo
         checkpoint (...)"``. The caller should drop ``checkpoint`` and what it tracks: a failed
         restore leaves deferred values that TensorFlow logs when they are collected.
     """
-    problem = None
+    problem = status = None
     try:
         status = checkpoint.restore(str(path))
         if partial:
@@ -115,6 +115,9 @@ def restore_checkpoint(checkpoint: Any, path: str | os.PathLike, *, partial: boo
     except Exception as error:  # a damaged file surfaces as OpError, IndexError, OSError, ...
         problem = f"unreadable checkpoint ({first_line(error)})"
     if problem is not None:
+        # The error's traceback keeps this frame alive: drop its references, so the caller can
+        # collect the checkpoint (whose deferred values TensorFlow logs when it is collected).
+        checkpoint = status = None
         raise CheckpointError(f"{path}: {problem}")
 
 
