@@ -197,7 +197,7 @@ def parse_background_colour(text: str) -> tuple[float, float, float] | None:
     """The ``background`` field: None for ``transparent``, else an opaque colour.
 
     Accepts ``#0f0``, ``#00ff00``, ``0,255,0``, ``rgb(0, 255, 0)`` and CSS names
-    (``model.inference.parse_colour``). Unlike the CLI's ``parse_background`` the text is never
+    (``model.outputs.parse_colour``). Unlike the CLI's ``parse_background`` the text is never
     taken as a file path: a client must not be able to name files on the server.
 
     Returns
