@@ -1,18 +1,23 @@
 # Two commands do all the setup: `make demo` and `make test`. Both create .venv when it is
-# missing and install the requirements only when a requirements file changed.
+# missing and install the project (pip install -e . with every extra, at the versions in
+# constraints.txt) only when a requirements file changed. `make install CONSTRAINTS=` installs
+# the newest versions the ranges in pyproject.toml allow instead.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.requirements-installed
 DEMO := demo-out
+CONSTRAINTS ?= constraints.txt
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install test demo lint bench
+.PHONY: install test test-fast demo lint bench
 
-$(STAMP): requirements.txt requirements-dev.txt requirements-export.txt
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt requirements-export.txt \
+		$(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt -r requirements-dev.txt \
+		$(if $(CONSTRAINTS),-c $(CONSTRAINTS))
 	@touch $@
 
 install: $(STAMP)
@@ -21,6 +26,10 @@ install: $(STAMP)
 test: install
 	@$(PY) -m pytest; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest: no tests were collected"; exit 0; fi; exit $$status
+
+# The inner loop: every test but those marked slow. CI (.ci/run) runs `make test`, all of them.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 # A minute of training on a tiny model shows training and checkpointing at work; the cut-out
 # itself comes from the shipped snapshot, which had hours of training.

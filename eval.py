@@ -50,18 +50,17 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.checkpoints import PRETRAINED, CheckpointError
+from model.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
+from model.errors import first_line
 from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
-from model.images import ImageError, encode_png, read_image, read_trimap, write_bytes
+from model.images import ImageError, read_image, read_trimap, write_bytes
 from model.inference import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_NETWORK_PIXELS,
     DEFAULT_OVERLAP,
     DEFAULT_TILE,
-    binary_mask,
-    composite_onto,
-    parse_background,
 )
-from scripts.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
+from model.outputs import encode_outputs, parse_background
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -121,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     outputs = parser.add_argument_group("extra outputs")
-    outputs.add_argument("--alpha", type=Path, help="also write the matte (8-bit grey PNG)")
+    outputs.add_argument("--alpha", type=Path, help="also write the matte (16-bit grey PNG)")
     outputs.add_argument(
         "--background",
         metavar="COLOUR|IMAGE",
@@ -201,18 +200,22 @@ def _load_matter(args: argparse.Namespace):
 
 def _encode_outputs(job: Job, matte, background, threshold: float | None) -> dict[Path, bytes]:
     """Every file of one job, encoded in memory, so a failure writes none of them."""
-    files = {job.output: encode_png(matte.rgba)}
+    paths = {"rgba": job.output, "alpha": job.alpha, **extra_paths(job.output)}
+    names = ["rgba"]
     if job.alpha is not None:
-        files[job.alpha] = encode_png(matte.alpha)
-    extra = extra_paths(job.output)
+        names.append("alpha")
     if background is not None:
-        composite = composite_onto(matte.foreground, matte.alpha, background)
-        files[extra["composite"]] = encode_png(composite)
+        names.append("composite")
     if threshold is not None:
-        mask = binary_mask(matte.alpha, threshold)
-        files[extra["mask"]] = encode_png(mask.astype("uint8") * 255)
-        files[extra["soft_mask"]] = encode_png(matte.alpha)
-    return files
+        names += ["mask", "soft_mask"]
+    encoded = encode_outputs(
+        names,
+        matte.alpha,
+        foreground=matte.foreground,
+        background=background,
+        mask_threshold=threshold,
+    )
+    return {paths[name]: data for name, data in encoded.items()}
 
 
 def _write_all(files: dict[Path, bytes]) -> None:
@@ -298,7 +301,7 @@ def run_batch(args: argparse.Namespace) -> int:
             tqdm.write(f"error: {error}", file=sys.stderr)
         except Exception as error:  # one failing image must not stop the rest of the batch
             failures[job.image] = RUNTIME_FAILURE
-            tqdm.write(f"error: {job.image}: {_first_line(error)}", file=sys.stderr)
+            tqdm.write(f"error: {job.image}: {first_line(error)}", file=sys.stderr)
     print(f"wrote {len(jobs) - len(failures)} of {len(jobs)} to {args.output}", file=sys.stderr)
     if failures:
         print(f"error: {len(failures)} of {len(jobs)} images failed", file=sys.stderr)
@@ -362,11 +365,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return BAD_INPUT if report.unreadable else 0
 
 
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else ""
-
-
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(args)
@@ -385,7 +383,7 @@ def main(args: list[str] | None = None) -> int:
         print("error: interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # the contract is one line on stderr, never a traceback
-        print(f"error: {type(error).__name__}: {_first_line(error)}", file=sys.stderr)
+        print(f"error: {type(error).__name__}: {first_line(error)}", file=sys.stderr)
         return RUNTIME_FAILURE
 
 

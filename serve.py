@@ -38,11 +38,10 @@ import socket
 import sys
 import time
 import urllib.parse
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -53,28 +52,22 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from model.checkpoints import CheckpointError
+from model.cli import ArgumentParser, add_network_pixels
 from model.images import (
     ImageError,
     decode_image,
-    encode_png,
+    decode_trimap,
     probe_image,
-    trimap_from_uint8,
-    trimap_to_uint8,
 )
 from model.inference import (
     DEFAULT_NETWORK_PIXELS,
     Matter,
-    binary_mask,
-    composite_onto,
-    parse_colour,
 )
-from scripts.cli import ArgumentParser, add_network_pixels
+from model.outputs import OUTPUTS, encode_outputs, parse_colour
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
 
-OUTPUTS = ("rgba", "composite", "alpha", "soft_mask", "mask", "trimap")
-"""What ``POST /api/matte`` can return; ``format=json`` returns all of them."""
 
 FIELDS = ("image", "trimap", "background", "background_image", "mask_threshold", "format", "output")
 FILE_FIELDS = ("image", "trimap", "background_image")
@@ -256,7 +249,7 @@ def parse_background_colour(text: str) -> tuple[float, float, float] | None:
     """The ``background`` field: None for ``transparent``, else an opaque colour.
 
     Accepts ``#0f0``, ``#00ff00``, ``0,255,0``, ``rgb(0, 255, 0)`` and CSS names
-    (``model.inference.parse_colour``). Unlike the CLI's ``parse_background`` the text is never
+    (``model.outputs.parse_colour``). Unlike the CLI's ``parse_background`` the text is never
     taken as a file path: a client must not be able to name files on the server.
 
     Returns
@@ -426,29 +419,6 @@ def content_disposition(filename: str) -> str:
     return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{encoded}"
 
 
-def decode_trimap(data: bytes, shape: tuple[int, int], max_pixels: int) -> np.ndarray:
-    """Decode an uploaded trimap like ``model.images.read_trimap`` does a file.
-
-    Returns
-    -------
-    ndarray, float32, shape ``shape`` (H, W), values in {0, 0.5, 1}.
-
-    Raises
-    ------
-    ImageError
-        Unreadable, too large, or a size other than ``shape``.
-    """
-    pixels = decode_image(data, "trimap", max_pixels=max_pixels)
-    trimap = trimap_from_uint8(np.rint(pixels[..., 0] * 255.0))
-    if trimap.shape != tuple(shape):
-        raise ImageError(
-            "trimap",
-            f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is"
-            f" {shape[1]}x{shape[0]}; they must be the same size",
-        )
-    return trimap
-
-
 @dataclasses.dataclass
 class MatteResult:
     """PNG bytes by output name, and the image size."""
@@ -466,41 +436,30 @@ def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
     MatteResult whose ``outputs`` hold every name in OUTPUTS for ``format=json``, else only
     ``job.output``:
 
-    ``rgba``       8-bit RGBA: estimated foreground colours ++ alpha
-    ``composite``  8-bit RGB, alpha*F + (1-alpha)*B over the chosen background; the RGBA
-                   cut-out when the background is transparent
-    ``alpha``      16-bit grey, the matte at full precision
-    ``soft_mask``  8-bit grey, the same matte (what image editors take as a layer mask)
-    ``mask``       8-bit grey {0, 255}, ``binary_mask(alpha, mask_threshold)``
-    ``trimap``     8-bit grey {0, 128, 255}, the trimap as the server read it
+    (``model.outputs`` describes each; ``format=json`` returns all of them.)
     """
     image = decode_image(job.image, "image", max_pixels=max_pixels)
-    trimap = decode_trimap(job.trimap, image.shape[:2], max_pixels)
+    trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
     background = job.background
     if job.background_image is not None:
         background = decode_image(job.background_image, "background_image", max_pixels=max_pixels)
 
     wanted = set(OUTPUTS) if job.format == "json" else {job.output}
     needs_colour = bool(wanted & {"rgba", "composite"})
+    foreground = None
     if needs_colour:
         matte = matter.extract(image, trimap)
-        alpha = matte.alpha
+        alpha, foreground = matte.alpha, matte.foreground
     else:
         alpha = matter.predict_alpha(image, trimap)
-
-    makers: dict[str, Callable[[], bytes]] = {
-        "rgba": lambda: encode_png(matte.rgba),
-        "composite": lambda: (
-            encode_png(matte.rgba)
-            if background is None
-            else encode_png(composite_onto(matte.foreground, matte.alpha, background))
-        ),
-        "alpha": lambda: encode_png(alpha, bits=16),
-        "soft_mask": lambda: encode_png(alpha),
-        "mask": lambda: encode_png(binary_mask(alpha, job.mask_threshold).astype(np.uint8) * 255),
-        "trimap": lambda: encode_png(trimap_to_uint8(trimap)),
-    }
-    outputs = {name: makers[name]() for name in OUTPUTS if name in wanted}
+    outputs = encode_outputs(
+        wanted,
+        alpha,
+        foreground=foreground,
+        trimap=trimap,
+        background=background,
+        mask_threshold=job.mask_threshold,
+    )
     return MatteResult(outputs, width=image.shape[1], height=image.shape[0])
 
 

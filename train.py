@@ -42,8 +42,9 @@ import tensorflow as tf
 
 from model.checkpoints import CheckpointError, resolve_checkpoint, trained_runs
 from model.classical import PRIORS
+from model.cli import ArgumentParser, non_negative_int, positive_int
 from model.dataset import DatasetError, list_samples
-from model.inference import model_config, restore_generator
+from model.inference import restore_generator
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, ModelConfig
 from model.training import (
@@ -61,7 +62,6 @@ from model.training import (
     train,
     write_run_config,
 )
-from scripts.cli import ArgumentParser, non_negative_int, positive_int
 
 MODEL_FLAGS = {
     "encoder": "encoder",
@@ -423,7 +423,7 @@ def main(args: list[str] | None = None) -> int:
         source = None
         if ref is None and settings.init_from is not None:
             source_ref = resolve_checkpoint(settings.init_from, opts.log_dir)
-            source = restore_generator(source_ref, model_config(source_ref))
+            source = restore_generator(source_ref, read_run_config(source_ref.run_dir)[0])
         strategy = make_strategy(settings.distribute)
         chief = is_chief(strategy)
         if chief:

@@ -25,16 +25,11 @@ import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from scripts.fetch import Downloader, Job, Settings  # noqa: E402
+from scripts.fetch import Downloader, Job, Settings
 
 
 def make_images(count: int, size: int = 64) -> list[bytes]:

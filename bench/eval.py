@@ -56,9 +56,6 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 import numpy as np  # noqa: E402
 
 from model.checkpoints import CheckpointError, resolve_checkpoint  # noqa: E402

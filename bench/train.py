@@ -38,15 +38,11 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import keras
+import numpy as np
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-
-from model.losses import LossWeights, discriminator_losses, generator_losses  # noqa: E402
-from model.networks import ModelConfig, build_discriminator, build_generator  # noqa: E402
+from model.losses import LossWeights, discriminator_losses, generator_losses
+from model.networks import ModelConfig, build_discriminator, build_generator
 
 TARGET = 0.9
 """Real pipeline / cached batch must be at least this."""

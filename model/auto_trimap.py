@@ -79,7 +79,7 @@ def load_saliency_model(weights: str | os.PathLike = DEFAULT_WEIGHTS):
     if not path.name.endswith(".weights.h5"):
         raise SaliencyWeightsError(f"{path}: not a Keras weights file (*.weights.h5)")
     # Only now: a wrong path is reported without waiting for TensorFlow to start.
-    from model.saliency import build_u2netp
+    from model.networks.saliency import build_u2netp
 
     model = build_u2netp()
     try:
@@ -115,7 +115,7 @@ def saliency_map(model, image: np.ndarray) -> np.ndarray:
     Parameters
     ----------
     model : keras.Model
-        From :func:`load_saliency_model` (or :func:`model.saliency.build_u2netp`).
+        From :func:`load_saliency_model` (or :func:`model.networks.saliency.build_u2netp`).
     image : ndarray, shape (H, W, 3), float32 in [0, 1]
         RGB photo.
 
@@ -126,7 +126,7 @@ def saliency_map(model, image: np.ndarray) -> np.ndarray:
     """
     from keras import ops
 
-    from model.saliency import normalize_input
+    from model.networks.saliency import normalize_input
 
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")

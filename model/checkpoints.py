@@ -12,8 +12,9 @@ N) or a path (a run folder, its ``checkpoints/`` or ``best/`` folder, or a check
 such as ``log/run/checkpoints/ckpt-300``). Without an explicit run, the newest trained run
 under the log folder is used, else ``log/pretrained``.
 
-This module only reads file names and JSON, so a command can report a bad checkpoint
-argument before it pays for importing TensorFlow.
+This module only reads file names and JSON at import, so a command can report a bad
+checkpoint argument before it pays for importing TensorFlow; :func:`restore_checkpoint` imports
+it when called.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from model.errors import first_line
 
 PRETRAINED = "pretrained"
 CHECKPOINT_PREFIX = "ckpt"
@@ -55,6 +59,66 @@ def load_config(run_dir: str | os.PathLike) -> dict:
         raise CheckpointError(f"{path}: no config.json beside the checkpoints") from None
     except (OSError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path}: unreadable config ({error})") from None
+
+
+def read_run_config(run_dir: str | os.PathLike) -> tuple[Any, dict[str, Any]]:
+    """The ``ModelConfig`` and the ``train`` section (with ``data``) of a run's ``config.json``.
+
+    Raises
+    ------
+    CheckpointError
+        Missing or unreadable file, no ``"model"`` section, or an invalid model config.
+    """
+    # Imported here: model.networks pulls in Keras, and this module must stay light.
+    from model.networks.config import ModelConfig
+
+    config = load_config(run_dir)
+    config_path = Path(run_dir) / "config.json"
+    section = config.get("model")
+    if not isinstance(section, dict):
+        raise CheckpointError(f'{config_path}: no "model" section describing the architecture')
+    try:
+        return ModelConfig.from_dict(section), dict(config.get("train", {}))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{config_path}: invalid model config ({error})") from None
+
+
+def restore_checkpoint(checkpoint: Any, path: str | os.PathLike, *, partial: bool, what: str):
+    """Restore ``checkpoint`` (a ``tf.train.Checkpoint``) from ``path``, or fail on one line.
+
+    Parameters
+    ----------
+    checkpoint : tf.train.Checkpoint
+    path : str or path
+        A checkpoint prefix such as ``log/run/checkpoints/ckpt-300``.
+    partial : bool
+        True when the file may hold more than ``checkpoint`` (a generator restored from a
+        training checkpoint that also holds the discriminator and the optimisers).
+    what : str
+        What must match, for the message: "the architecture in log/run/config.json".
+
+    Raises
+    ------
+    CheckpointError
+        ``"<path>: the checkpoint does not match <what> (...)"`` or ``"<path>: unreadable
+        checkpoint (...)"``. The caller should drop ``checkpoint`` and what it tracks: a failed
+        restore leaves deferred values that TensorFlow logs when they are collected.
+    """
+    problem = status = None
+    try:
+        status = checkpoint.restore(str(path))
+        if partial:
+            status.expect_partial()
+        status.assert_existing_objects_matched()
+    except (AssertionError, ValueError) as error:
+        problem = f"the checkpoint does not match {what} ({first_line(error)})"
+    except Exception as error:  # a damaged file surfaces as OpError, IndexError, OSError, ...
+        problem = f"unreadable checkpoint ({first_line(error)})"
+    if problem is not None:
+        # The error's traceback keeps this frame alive: drop its references, so the caller can
+        # collect the checkpoint (whose deferred values TensorFlow logs when it is collected).
+        checkpoint = status = None
+        raise CheckpointError(f"{path}: {problem}")
 
 
 def list_checkpoints(folder: str | os.PathLike, run_dir: str | os.PathLike | None = None):

@@ -14,6 +14,10 @@ import numpy as np
 
 from model.images import TRIMAP_UNKNOWN
 
+UNKNOWN_TOLERANCE = 0.25
+"""A trimap value within this of 0.5 means unknown: halfway to 0 and to 1, so a trimap that was
+resized or averaged (values between the three levels) still reads as its nearest level."""
+
 
 def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
     """Blend a foreground over a background with the matting equation.
@@ -37,6 +41,22 @@ def composite(fg: np.ndarray, alpha: np.ndarray, bg: np.ndarray) -> np.ndarray:
         )
     alpha = alpha.astype(np.float32)
     return (alpha * fg + (1.0 - alpha) * bg).astype(np.float32)
+
+
+def unknown_mask(trimap: np.ndarray) -> np.ndarray:
+    """Where a trimap is unknown: ``|t - 0.5| < 0.25`` (see :data:`UNKNOWN_TOLERANCE`).
+
+    ``model.losses.unknown_mask`` is the same test on tensors.
+
+    Parameters
+    ----------
+    trimap : ndarray, float, any shape, values in [0, 1] (normally {0, 0.5, 1})
+
+    Returns
+    -------
+    ndarray, bool, same shape as ``trimap``
+    """
+    return np.abs(trimap - TRIMAP_UNKNOWN) < UNKNOWN_TOLERANCE
 
 
 def _ellipse(size: int) -> np.ndarray:
@@ -168,7 +188,7 @@ def unknown_crop_origin(
     When the trimap has no unknown pixel, the centre is drawn uniformly over the image.
     """
     height, width = trimap.shape
-    ys, xs = np.nonzero(np.abs(trimap - TRIMAP_UNKNOWN) < 0.25)
+    ys, xs = np.nonzero(unknown_mask(trimap))
     if ys.size:
         index = int(rng.integers(0, ys.size))
         centre_y, centre_x = int(ys[index]), int(xs[index])

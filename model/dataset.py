@@ -55,7 +55,7 @@ import numpy as np
 import tensorflow as tf
 
 from model.compositing import composite, fit_background, trimap_from_alpha, unknown_crop_origin
-from model.images import ImageError, probe_image, trimap_from_uint8
+from model.images import ImageError, probe_image, read_uint8, trimap_from_uint8
 
 KINDS = ("image", "trimap", "alpha", "fg", "bg")
 """Sub-folders of a split; every sample has one PNG in each."""
@@ -160,18 +160,18 @@ def _header_size(path: Path) -> tuple[int, int]:
 
 def _read_rgb(path: Path) -> np.ndarray:
     """Decode a colour PNG as uint8 (H, W, 3) in OpenCV's BGR order."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if pixels is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return pixels
+    try:
+        return read_uint8(path, grey=False)
+    except ImageError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _read_grey(path: Path) -> np.ndarray:
     """Decode a single-channel PNG as uint8 (H, W)."""
-    pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
-    if pixels is None:
-        raise DatasetError(f"{path}: cannot read image")
-    return pixels
+    try:
+        return read_uint8(path, grey=True)
+    except ImageError as error:
+        raise DatasetError(str(error)) from None
 
 
 def _read_prior(path: Path) -> np.ndarray:

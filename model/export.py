@@ -49,7 +49,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from model.checkpoints import CheckpointRef, resolve_checkpoint
+from model.checkpoints import CheckpointRef, read_run_config, resolve_checkpoint
 from model.export_contract import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -59,7 +59,7 @@ from model.export_contract import (
     make_contract,
 )
 from model.images import atomic_path
-from model.inference import _restore_generator, model_config
+from model.inference import restore_generator
 
 ONNX_OPSET = 17
 """Resize with half-pixel coordinates exists since opset 11; 17 is what onnxruntime >= 1.11 runs."""
@@ -105,8 +105,8 @@ def load_generator(checkpoint: str | int = "-1", log_dir: str | os.PathLike = "l
         As ``model.inference.Matter.load``: a one-line message naming the file.
     """
     ref = resolve_checkpoint(checkpoint, log_dir)
-    config = model_config(ref)
-    return _restore_generator(ref, config), config, ref
+    config, _ = read_run_config(ref.run_dir)
+    return restore_generator(ref, config), config, ref
 
 
 def checkpoint_source(ref: CheckpointRef) -> dict[str, Any]:

@@ -30,7 +30,7 @@ the image, which stays well inside a 3 GB budget, so it is not tiled: tiling wou
 coarse-to-fine result along tile seams.
 
 TensorFlow and pymatting are imported on first use, so a command can check its arguments and
-files (and :func:`parse_background` or :func:`binary_mask` can be used) without loading them.
+files without loading them. The output files made from a matte are in ``model/outputs.py``.
 
 Example
 -------
@@ -45,7 +45,6 @@ import dataclasses
 import gc
 import logging
 import math
-import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,12 +53,17 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import ImageColor
 
-from model.checkpoints import CheckpointError, CheckpointRef, resolve_checkpoint
-from model.compositing import composite, fit_background, shrink_trimap
+from model.checkpoints import (
+    CheckpointError,
+    CheckpointRef,
+    read_run_config,
+    resolve_checkpoint,
+    restore_checkpoint,
+)
+from model.compositing import shrink_trimap, unknown_mask
 from model.guided_filter import guided_upsample
-from model.images import TRIMAP_UNKNOWN, ImageError, read_image
+from model.images import TRIMAP_UNKNOWN
 
 DEFAULT_NETWORK_PIXELS = 384 * 384
 """Working size: a larger unknown window is shrunk to about this many pixels for the network."""
@@ -72,8 +76,6 @@ DEFAULT_TILE = 1024
 
 DEFAULT_OVERLAP = 64
 """Pixels each tile shares with its neighbour; blended with linear weights."""
-
-Colour = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -202,7 +204,7 @@ def clamp_to_trimap(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
     -------
     ndarray, float32, shape (H, W): exactly 0 in background, exactly 1 in foreground.
     """
-    unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+    unknown = unknown_mask(trimap)
     return np.where(unknown, alpha, trimap > 0.5).astype(np.float32)
 
 
@@ -311,7 +313,7 @@ class Matter:
             its ``config.json`` describes; the message is one line naming the file.
         """
         ref = resolve_checkpoint(checkpoint, log_dir)
-        config = model_config(ref)
+        config, _ = read_run_config(ref.run_dir)
         generator = restore_generator(ref, config)
         return cls(generator, config, ref, **options)
 
@@ -328,7 +330,7 @@ class Matter:
         ndarray, float32, shape (H, W), values in [0, 1]; exactly the trimap where it is 0 or 1.
         """
         _check_pair(image, trimap)
-        unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+        unknown = unknown_mask(trimap)
         alpha = np.zeros(trimap.shape, np.float32)
         if unknown.any():
             # Outside the unknown region the answer is the trimap; the network runs only on
@@ -401,7 +403,7 @@ class Matter:
         ndarray, float32, shape (H, W, 3), values in [0, 1]
         """
         foreground = image.astype(np.float32, copy=True)
-        unknown = np.abs(trimap - TRIMAP_UNKNOWN) < 0.25
+        unknown = unknown_mask(trimap)
         if unknown.any():
             window = unknown_window(unknown, 1, CONTEXT)
             foreground[window] = estimate_foreground(image[window], alpha[window])
@@ -466,25 +468,6 @@ def _expected_retracing(record: logging.LogRecord) -> bool:
     return "triggered tf.function retracing" not in record.getMessage()
 
 
-def model_config(ref: CheckpointRef):
-    """The ``ModelConfig`` stored in the run's ``config.json``; CheckpointError if unusable."""
-    from model.networks import ModelConfig
-
-    config_path = ref.run_dir / "config.json"
-    section = ref.config.get("model")
-    if not isinstance(section, dict):
-        raise CheckpointError(f'{config_path}: no "model" section describing the architecture')
-    try:
-        return ModelConfig.from_dict(section)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{config_path}: invalid model config ({error})") from None
-
-
-def _first_line(error: BaseException) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0] if lines else type(error).__name__
-
-
 def restore_generator(ref: CheckpointRef, config) -> Any:
     """Build the generator and restore it, mapping every failure to a one-line CheckpointError."""
     import tensorflow as tf
@@ -494,20 +477,11 @@ def restore_generator(ref: CheckpointRef, config) -> Any:
     # The weights come from the checkpoint; never download ImageNet weights just to overwrite them.
     generator = build_generator(dataclasses.replace(config, encoder_weights=None))
     checkpoint = tf.train.Checkpoint(generator=generator)
-    problem = None
     try:
-        status = checkpoint.restore(str(ref.path))
         # The training checkpoint also holds the discriminator and optimizers; ignore them.
-        status.expect_partial()
-        status.assert_existing_objects_matched()
-    except (AssertionError, ValueError) as error:
-        problem = (
-            f"the checkpoint does not match the architecture in"
-            f" {ref.run_dir / 'config.json'} ({_first_line(error)})"
-        )
-    except Exception as error:  # a damaged file surfaces as OpError, IndexError, OSError, ...
-        problem = f"unreadable checkpoint ({_first_line(error)})"
-    if problem is not None:
+        what = f"the architecture in {ref.run_dir / 'config.json'}"
+        restore_checkpoint(checkpoint, ref.path, partial=True, what=what)
+    except CheckpointError:
         # A failed restore leaves deferred values behind, and TensorFlow logs them when the
         # objects are collected; drop them now, quietly, so the error stays one line.
         logger = tf.get_logger()
@@ -516,94 +490,5 @@ def restore_generator(ref: CheckpointRef, config) -> Any:
         del checkpoint, generator
         gc.collect()
         logger.setLevel(level)
-        raise CheckpointError(f"{ref.path}: {problem}")
+        raise
     return generator
-
-
-_RGB_TRIPLE = re.compile(r"^\s*(\d{1,3})\s*,\s*(\d{1,3})\s*,\s*(\d{1,3})\s*$")
-
-
-def parse_colour(text: str) -> Colour | None:
-    """``"0,255,0"``, ``"#00ff00"``, ``"#0f0"`` or a CSS name -> RGB in [0, 1], else None."""
-    match = _RGB_TRIPLE.match(text)
-    if match:
-        values = [int(group) for group in match.groups()]
-        if max(values) > 255:
-            return None
-    else:
-        try:
-            values = ImageColor.getrgb(text.strip())[:3]
-        except ValueError:
-            return None
-    red, green, blue = (value / 255.0 for value in values)
-    return red, green, blue
-
-
-def parse_background(text_or_path: str | Path) -> Colour | np.ndarray:
-    """A ``--background`` argument: a colour, or an image file.
-
-    Parameters
-    ----------
-    text_or_path : str or path
-        ``"R,G,B"`` with 0-255 integers, ``"#rrggbb"``/``"#rgb"``, a CSS colour name such as
-        ``"white"``, or the path of an image.
-
-    Returns
-    -------
-    (r, g, b) floats in [0, 1], or ndarray float32 (H, W, 3) in [0, 1].
-
-    Raises
-    ------
-    ImageError
-        Neither a colour nor a readable image; the message names the argument.
-    """
-    text = str(text_or_path)
-    colour = None if Path(text).exists() else parse_colour(text)
-    if colour is not None:
-        return colour
-    if not Path(text).exists():
-        raise ImageError(text, "neither a colour (R,G,B or #rrggbb) nor an existing image file")
-    return read_image(text)
-
-
-def composite_onto(
-    foreground: np.ndarray, alpha: np.ndarray, background: Colour | np.ndarray
-) -> np.ndarray:
-    """Place a cut-out over a plain colour or a new background image.
-
-    .. math:: C = \\alpha F + (1 - \\alpha) B
-
-    Parameters
-    ----------
-    foreground : ndarray, float32, shape (H, W, 3), values in [0, 1]
-    alpha : ndarray, float32, shape (H, W), values in [0, 1]
-    background : (r, g, b) in [0, 1], or ndarray float32 (h, w, 3)
-        An image is scaled to cover (H, W) and centre-cropped (``fit_background``).
-
-    Returns
-    -------
-    ndarray, float32, shape (H, W, 3), values in [0, 1]
-    """
-    height, width = alpha.shape
-    if isinstance(background, np.ndarray):
-        backdrop = fit_background(background[..., :3], height, width)
-    else:
-        backdrop = np.broadcast_to(np.asarray(background, np.float32), (height, width, 3))
-    return composite(foreground, alpha, backdrop)
-
-
-def binary_mask(alpha: np.ndarray, threshold: float) -> np.ndarray:
-    """Hard segmentation mask: ``alpha >= threshold``.
-
-    Parameters
-    ----------
-    alpha : ndarray, float32, shape (H, W), values in [0, 1]
-    threshold : float in [0, 1]
-
-    Returns
-    -------
-    ndarray, bool, shape (H, W)
-    """
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"the mask threshold must be in [0, 1], got {threshold}")
-    return alpha >= threshold

@@ -26,6 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 from keras import ops
 
+from model.compositing import UNKNOWN_TOLERANCE
+from model.images import TRIMAP_UNKNOWN
+
 GAN_MODES = ("lsgan", "nonsaturating")
 LOSS_TERMS = ("alpha", "composition", "gradient", "laplacian", "adversarial")
 LAPLACIAN_LEVELS = 5
@@ -71,8 +74,11 @@ def _f32(x):
 
 
 def unknown_mask(trimap):
-    """Float32 mask, 1 where the trimap is unknown (|t - 0.5| < 0.25), same shape as ``trimap``."""
-    return _f32(ops.abs(_f32(trimap) - 0.5) < 0.25)
+    """Float32 mask, 1 where the trimap is unknown, same shape as ``trimap``.
+
+    The tensor twin of :func:`model.compositing.unknown_mask`: ``|t - 0.5| < 0.25``.
+    """
+    return _f32(ops.abs(_f32(trimap) - TRIMAP_UNKNOWN) < UNKNOWN_TOLERANCE)
 
 
 def _masked_mean(values, mask):
@@ -85,8 +91,20 @@ def _masked_mean(values, mask):
     return ops.sum(values * mask) / ops.maximum(ops.sum(mask), 1.0)
 
 
-def _composite(alpha, fg, bg):
-    # The tensor twin of model.compositing.composite (numpy); losses need it differentiable.
+def composite_tensors(fg, alpha, bg):
+    r"""Blend ``fg`` over ``bg``: :math:`I = \alpha F + (1 - \alpha) B`, differentiably.
+
+    The tensor twin of :func:`model.compositing.composite`, with the same argument order.
+
+    Parameters
+    ----------
+    fg, bg : tensor, float, shape (B, H, W, 3), values in [0, 1]
+    alpha : tensor, float, shape (B, H, W, 1), values in [0, 1]
+
+    Returns
+    -------
+    tensor, shape (B, H, W, 3), values in [0, 1]
+    """
     return alpha * fg + (1.0 - alpha) * bg
 
 
@@ -177,7 +195,8 @@ def generator_losses(
 
     alpha_l1 = _masked_mean(ops.abs(alpha_pred - alpha_true), mask)
 
-    comp_diff = ops.abs(_composite(alpha_pred, fg, bg) - _composite(alpha_true, fg, bg))
+    predicted = composite_tensors(fg, alpha_pred, bg)  # (B, H, W, 3)
+    comp_diff = ops.abs(predicted - composite_tensors(fg, alpha_true, bg))
     composition = _masked_mean(comp_diff, mask)  # (B, H, W, 3) against a (B, H, W, 1) mask
 
     err = alpha_pred - alpha_true  # the gradient difference is the gradient of the error

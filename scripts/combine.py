@@ -42,13 +42,18 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import cv2
 import numpy as np
 from tqdm import tqdm
 
 from model.classical import closed_form_prior, has_prior
+from model.cli import (
+    ArgumentParser,
+    add_process_workers,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 from model.compositing import alpha_problem, composite, fit_background, trimap_from_alpha
 from model.images import (
     ImageError,
@@ -61,13 +66,6 @@ from model.images import (
     write_png,
 )
 from model.manifest import append_record, read_records
-from scripts.cli import (
-    ArgumentParser,
-    add_process_workers,
-    fraction,
-    non_negative_int,
-    positive_int,
-)
 from scripts.parallel import Workers
 
 DEFAULT_RAW = Path(__file__).resolve().parent / "raw"

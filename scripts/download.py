@@ -47,15 +47,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-# `python3 scripts/download.py` puts scripts/ on sys.path, not the repository root.
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
 from tqdm import tqdm  # noqa: E402
 
+from model.cli import ArgumentParser, non_negative_int, positive_int  # noqa: E402
 from model.images import MAX_PIXELS  # noqa: E402
-from scripts.cli import ArgumentParser, non_negative_int, positive_int  # noqa: E402
 from scripts.engines import ENGINES, search_url  # noqa: E402
 from scripts.engines.browser import BrowserError, SearchError, start_browser  # noqa: E402
 from scripts.fetch import KINDS, Downloader, Job, Settings  # noqa: E402

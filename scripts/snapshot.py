@@ -9,7 +9,8 @@ read any run::
     OUT/checkpoints/ckpt-<step>.*    tf.train.Checkpoint(generator=...)
 
 OUT is assembled in a temporary folder beside it and renamed into place, so a failed export
-never leaves a half-written snapshot, and an existing OUT is replaced only with --force.
+never leaves a half-written snapshot, and an existing OUT is replaced only with --force
+(``model/snapshot.py`` does the work).
 
 Usage::
 
@@ -24,55 +25,12 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from model.checkpoints import CHECKPOINT_PREFIX, CheckpointError
-from scripts.cli import ArgumentParser
-
-
-def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
-    """Write the generator of ``checkpoint`` (a ``--checkpoint`` path) to ``out``.
-
-    Returns the snapshot's checkpoint prefix, ``out/checkpoints/ckpt-<step>``.
-
-    Raises
-    ------
-    CheckpointError
-        No such checkpoint, an unusable one, or ``out`` exists and ``force`` is false.
-    """
-    import tensorflow as tf
-
-    from model.inference import Matter
-
-    out = Path(out)
-    if out.exists() and not force:
-        raise CheckpointError(f"{out}: already exists (use --force to replace it)")
-    matter = Matter.load(checkpoint)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    # mkdtemp makes the folder private (0700); a snapshot is meant to be read by anyone.
-    staging.chmod(0o755)
-    try:
-        shutil.copyfile(matter.ref.run_dir / "config.json", staging / "config.json")
-        step = max(matter.ref.step, 0)
-        # A manager (not Checkpoint.write) so the file carries save_counter like a run's does.
-        tf.train.CheckpointManager(
-            tf.train.Checkpoint(generator=matter.generator),
-            staging / "checkpoints",
-            max_to_keep=1,
-            checkpoint_name=CHECKPOINT_PREFIX,
-        ).save(checkpoint_number=step)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out / "checkpoints" / f"{CHECKPOINT_PREFIX}-{step}"
+from model.checkpoints import CheckpointError
+from model.cli import ArgumentParser
+from model.snapshot import export_snapshot
 
 
 def build_parser() -> ArgumentParser:

@@ -27,15 +27,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 from tqdm import tqdm
 
+from model.cli import ArgumentParser, add_process_workers, non_negative_int, positive_int
 from model.images import encode_png, write_bytes
 from model.manifest import append_record, read_records
 from scripts import procedural
-from scripts.cli import ArgumentParser, add_process_workers, non_negative_int, positive_int
 from scripts.parallel import Workers
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "raw"

@@ -17,7 +17,7 @@ from model.auto_trimap import (
     saliency_map,
     trimap_from_saliency,
 )
-from model.saliency import build_u2netp
+from model.networks.saliency import build_u2netp
 
 
 def _step(height: int, width: int, edge: int) -> np.ndarray:

@@ -11,6 +11,7 @@ from model.compositing import (
     shrink_trimap,
     trimap_from_alpha,
     unknown_crop_origin,
+    unknown_mask,
 )
 
 
@@ -169,3 +170,24 @@ def test_shrink_trimap_never_makes_an_unknown_footprint_certain():
 def test_shrink_trimap_refuses_to_enlarge():
     with pytest.raises(ValueError, match="enlarge"):
         shrink_trimap(np.zeros((4, 4), np.float32), 5, 4)
+
+
+def test_unknown_mask_is_the_band_around_one_half():
+    # Hand-picked values either side of the 0.25 tolerance around 0.5.
+    trimap = np.array([0.0, 0.25, 0.2501, 0.5, 0.7499, 0.75, 1.0], np.float32)
+    np.testing.assert_array_equal(
+        unknown_mask(trimap), [False, False, True, True, True, False, False]
+    )
+
+
+def test_tensor_twins_agree_with_the_numpy_functions():
+    from model.losses import composite_tensors
+    from model.losses import unknown_mask as unknown_mask_tensor
+
+    rng = np.random.default_rng(9)
+    fg, bg = rng.random((2, 6, 5, 3), np.float32)
+    alpha = rng.random((6, 5), np.float32)
+    trimap = rng.random((6, 5), np.float32)
+    tensors = composite_tensors(fg[None], alpha[None, ..., None], bg[None])
+    np.testing.assert_allclose(np.asarray(tensors)[0], composite(fg, alpha, bg), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(unknown_mask_tensor(trimap)), unknown_mask(trimap))

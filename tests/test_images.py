@@ -140,7 +140,13 @@ def test_truncated_and_missing_files(tmp_path, gradient):
 
 
 def test_probe_reads_header_only(tmp_path):
-    path = _save(tmp_path / "p.png", Image.new("RGBA", (7, 3)))
+    whole = _save(tmp_path / "whole.png", Image.new("RGBA", (7, 3))).read_bytes()
+    # Cut two bytes into the compressed pixels (the IDAT chunk): anything that decodes pixels
+    # fails on this file, while a probe that reads only the header succeeds.
+    path = tmp_path / "p.png"
+    path.write_bytes(whole[: whole.index(b"IDAT") + 6])
+    with pytest.raises(ImageError):
+        images.read_image(path)
     info = images.probe_image(path)
     assert (info.width, info.height, info.has_alpha, info.format) == (7, 3, True, "PNG")
     assert images.probe_image(path.read_bytes()).pixels == 21

@@ -1,4 +1,4 @@
-"""Tests for model.inference: any-size prediction, tiling, clamping, loading, compositing."""
+"""Tests for model.inference: any-size prediction, tiling, clamping, loading."""
 
 from __future__ import annotations
 
@@ -12,17 +12,13 @@ import pytest
 import tensorflow as tf
 
 from model.checkpoints import CheckpointError
-from model.images import ImageError, write_png
 from model.inference import (
     CONTEXT,
     Matte,
     Matter,
-    binary_mask,
     clamp_to_trimap,
-    composite_onto,
     estimate_foreground,
     feather,
-    parse_background,
     tile_origins,
     unknown_window,
 )
@@ -119,7 +115,6 @@ def test_output_has_the_input_size(matter, height, width):
     alpha = matter.predict_alpha(image, trimap)
     assert alpha.shape == (height, width)
     assert alpha.dtype == np.float32
-    assert np.all((alpha >= 0) & (alpha <= 1))
 
 
 def test_prediction_equals_the_network_on_a_hand_padded_input(matter, generator):
@@ -319,64 +314,6 @@ def test_load_reports_a_corrupt_checkpoint(tmp_path):
         data.write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="ckpt-7"):
         Matter.load("-1", tmp_path / "log")
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("0,255,0", (0.0, 1.0, 0.0)),
-        (" 255 , 128 , 0 ", (1.0, 128 / 255, 0.0)),
-        ("#00ff00", (0.0, 1.0, 0.0)),
-        ("#f00", (1.0, 0.0, 0.0)),
-        ("white", (1.0, 1.0, 1.0)),
-    ],
-)
-def test_parse_background_colours(text, expected):
-    assert parse_background(text) == pytest.approx(expected)
-
-
-def test_parse_background_image(tmp_path):
-    pixels = np.zeros((6, 8, 3), np.uint8)
-    pixels[..., 2] = 255
-    write_png(tmp_path / "bg.png", pixels)
-    background = parse_background(tmp_path / "bg.png")
-    assert background.shape == (6, 8, 3)
-    np.testing.assert_array_equal(background[..., 2], 1.0)
-
-
-@pytest.mark.parametrize("text", ["300,0,0", "#12345", "no-such-colour-or-file.png"])
-def test_parse_background_rejects(text):
-    with pytest.raises(ImageError, match="neither a colour"):
-        parse_background(text)
-
-
-def test_composite_onto_colour_is_the_matting_equation():
-    rng = np.random.default_rng(3)
-    foreground = rng.random((5, 7, 3), dtype=np.float32)
-    alpha = rng.random((5, 7), dtype=np.float32)
-    result = composite_onto(foreground, alpha, (0.0, 1.0, 0.0))
-    expected = alpha[..., None] * foreground + (1 - alpha[..., None]) * np.float32([0, 1, 0])
-    np.testing.assert_allclose(result, expected, atol=1e-6)
-
-
-def test_composite_onto_image_fits_the_background():
-    foreground = np.ones((10, 20, 3), np.float32)
-    alpha = np.zeros((10, 20), np.float32)
-    background = np.zeros((30, 30, 3), np.float32)
-    background[:, 5:25] = 0.5
-    result = composite_onto(foreground, alpha, background)
-    assert result.shape == (10, 20, 3)
-    # Alpha 0 shows only the fitted background: 30x30 scaled by 2/3 to cover 10x20, then
-    # centre-cropped; its grey band (columns 5..25 of 30) lands on columns 3.3..16.7 of 20.
-    assert np.all(result[:, 4:16] == pytest.approx(0.5, abs=1e-3))
-    assert np.all(result[:, :3] == 0.0) and np.all(result[:, 17:] == 0.0)
-
-
-def test_binary_mask_threshold():
-    alpha = np.float32([[0.0, 0.49, 0.5, 1.0]])
-    np.testing.assert_array_equal(binary_mask(alpha, 0.5), [[False, False, True, True]])
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        binary_mask(alpha, 1.5)
 
 
 def test_matte_rgba_stacks_foreground_and_alpha():

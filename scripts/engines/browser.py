@@ -29,6 +29,8 @@ from selenium import webdriver
 from selenium.common.exceptions import TimeoutException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 
+from model.errors import first_line
+
 INSTALL_HINT = (
     "install Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"
     " or Google Chrome"
@@ -122,11 +124,6 @@ class Hit:
     full_size: bool
 
 
-def _first_line(error: BaseException) -> str:
-    text = getattr(error, "msg", None) or str(error) or type(error).__name__
-    return text.strip().splitlines()[0][:160]
-
-
 def _service_and_binary(chromedriver: str | None, chromium: str | None) -> tuple[Service, str]:
     """The chromedriver service and Chromium binary to use; an empty binary lets driver choose."""
     driver_path = chromedriver or os.environ.get("MATTING_CHROMEDRIVER")
@@ -186,7 +183,7 @@ class Browser:
             raise SearchError(url, "search page timed out") from None
         except WebDriverException as error:
             code = _NET_ERROR.search(str(error))
-            detail = code.group(0) if code else _first_line(error)
+            detail = code.group(0) if code else first_line(error)[:160]
             raise SearchError(url, f"search page unreachable ({detail})") from None
         if uri.startswith("chrome-error:"):
             code = _NET_ERROR.search(text)
@@ -280,7 +277,7 @@ class Browser:
         except TimeoutException:
             raise SearchError(url, "result page stopped responding") from None
         except WebDriverException as error:
-            raise SearchError(url, f"browser failed ({_first_line(error)})") from None
+            raise SearchError(url, f"browser failed ({first_line(error)[:160]})") from None
         return list(found.values())[:want]
 
 
@@ -324,7 +321,7 @@ def start_browser(
     except (WebDriverException, OSError) as error:
         shutil.rmtree(profile_dir, ignore_errors=True)
         raise BrowserError(
-            f"cannot start Chromium ({_first_line(error)}); {INSTALL_HINT}"
+            f"cannot start Chromium ({first_line(error)[:160]}); {INSTALL_HINT}"
         ) from None
     try:
         driver.set_page_load_timeout(page_timeout)
@@ -334,5 +331,5 @@ def start_browser(
         driver.quit()
         shutil.rmtree(profile_dir, ignore_errors=True)
         raise BrowserError(
-            f"cannot start Chromium ({_first_line(error)}); {INSTALL_HINT}"
+            f"cannot start Chromium ({first_line(error)[:160]}); {INSTALL_HINT}"
         ) from None

@@ -6,8 +6,8 @@ beside them, so the demo's result can be checked against it. No third-party imag
 
 Usage::
 
-    python3 scripts/demo_image.py                    # docs/demo/{photo,trimap,alpha}.png
-    python3 scripts/demo_image.py --out /tmp/demo --seed 3
+    python3 docs/demo/make.py                    # docs/demo/{photo,trimap,alpha}.png
+    python3 docs/demo/make.py --out /tmp/demo --seed 3
 """
 
 from __future__ import annotations
@@ -15,16 +15,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
 import numpy as np
 
+from model.cli import ArgumentParser, non_negative_int
 from model.compositing import composite, fit_background, trimap_from_alpha
 from model.images import to_uint8, write_png
 from scripts import procedural
-from scripts.cli import ArgumentParser, non_negative_int
 
-DEFAULT_OUT = Path(__file__).resolve().parents[1] / "docs" / "demo"
+DEFAULT_OUT = Path(__file__).resolve().parent
 HEIGHT, WIDTH = 480, 640
 TRIMAP_KERNEL = 15
 """Width in pixels of the band by which the trimap's unknown region extends past the edge."""

@@ -1,0 +1,54 @@
+"""Layer blocks shared by the generator and the discriminator (plain Keras 3)."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+from keras import layers
+
+
+def norm_layer(kind: str, channels: int, name: str) -> layers.Layer | None:
+    if kind == "batch":
+        return layers.BatchNormalization(name=f"{name}_bn")
+    if kind == "group":
+        return layers.GroupNormalization(groups=math.gcd(8, channels), name=f"{name}_gn")
+    return None
+
+
+def conv_norm_act(
+    x, filters: int, norm: str, name: str, *, kernel_size: int = 3, strides: int = 1, act="relu"
+):
+    """Convolution -> optional norm -> activation; spatial size divided by ``strides``."""
+    normalise = norm_layer(norm, filters, name)
+    # A bias is redundant in front of a normalisation that subtracts the mean.
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        padding="same",
+        use_bias=normalise is None,
+        kernel_initializer="he_normal" if act == "relu" else pix2pix_init(),
+        name=f"{name}_conv",
+    )(x)  # (B, h/strides, w/strides, filters)
+    if normalise is not None:
+        x = normalise(x)  # (B, h/strides, w/strides, filters)
+    if act == "relu":
+        return layers.ReLU(name=f"{name}_relu")(x)  # (B, h/strides, w/strides, filters)
+    return layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu")(x)  # (B, h/s, w/s, filters)
+
+
+def conv_block(x, filters: int, norm: str, name: str):
+    """Two 3x3 conv-norm-ReLU layers at constant resolution: (B, h, w, c) -> (B, h, w, filters)."""
+    x = conv_norm_act(x, filters, norm, f"{name}_a")  # (B, h, w, filters)
+    return conv_norm_act(x, filters, norm, f"{name}_b")  # (B, h, w, filters)
+
+
+def upsample(x, filters: int, norm: str, name: str):
+    """Bilinear 2x resize then a 3x3 conv; unlike a transposed conv it makes no checkerboard."""
+    x = layers.UpSampling2D(2, interpolation="bilinear", name=f"{name}_resize")(x)  # (B, 2h, 2w, c)
+    return conv_norm_act(x, filters, norm, f"{name}_up")  # (B, 2h, 2w, filters)
+
+
+def pix2pix_init() -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)

@@ -1,0 +1,103 @@
+"""The network architecture as data: :class:`ModelConfig` is stored in a run's config.json."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from model.classical import PRIORS
+
+ENCODERS = ("unet", "mobilenetv2")
+NORMS = ("batch", "group", "none")
+MOBILENET_MULTIPLE = 32
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the generator and the discriminator; stored in ``config.json``.
+
+    Attributes
+    ----------
+    encoder : {"unet", "mobilenetv2"}
+        ``"unet"`` is a plain U-Net; ``"mobilenetv2"`` uses ``keras.applications.MobileNetV2``
+        as encoder (``depth`` is then ignored: its features go down to stride 32).
+    base_filters : int
+        Channels at full resolution; level ``l`` of the U-Net has ``base_filters * 2**l``.
+    depth : int
+        Number of 2x downsamplings of the U-Net encoder.
+    norm : {"batch", "group", "none"}
+        Normalisation after each convolution (group norm uses up to 8 groups).
+    disc_filters : int
+        Channels of the first discriminator convolution (doubling per layer, capped at 8x).
+    disc_layers : int
+        Number of stride-2 discriminator convolutions; the logits have stride ``2**disc_layers``
+        (pix2pix ``n_layers``: 3 gives the 70x70 PatchGAN with output H/8 x W/8).
+    encoder_weights : {"imagenet", None}
+        Initial MobileNetV2 weights (only for ``encoder="mobilenetv2"``).
+    prior : {None, "closed-form"}
+        Classical matte given to the generator as a fifth input channel, which it learns to
+        correct (``model.classical.closed_form_prior``); None for RGB + trimap only.
+    """
+
+    encoder: str = "unet"
+    base_filters: int = 32
+    depth: int = 4
+    norm: str = "batch"
+    disc_filters: int = 64
+    disc_layers: int = 3
+    encoder_weights: str | None = "imagenet"
+    prior: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ENCODERS:
+            raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
+        if self.norm not in NORMS:
+            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
+        if self.prior not in (None, *PRIORS):
+            raise ValueError(f"prior must be None or one of {PRIORS}, got {self.prior!r}")
+        if self.encoder_weights not in ("imagenet", None):
+            raise ValueError(
+                f"encoder_weights must be 'imagenet' or None, got {self.encoder_weights!r}"
+            )
+        for name in ("base_filters", "depth", "disc_filters", "disc_layers"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @property
+    def multiple(self) -> int:
+        """Input height and width of the generator must be multiples of this."""
+        return MOBILENET_MULTIPLE if self.encoder == "mobilenetv2" else 2**self.depth
+
+    @property
+    def input_channels(self) -> int:
+        """Generator input channels: RGB, trimap, and the prior when there is one."""
+        return 5 if self.prior else 4
+
+    @property
+    def disc_stride(self) -> int:
+        """Discriminator output (B, H/s, W/s, 1) for s = ``disc_stride``."""
+        return 2**self.disc_layers
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-serialisable dict of all fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises
+        ------
+        ValueError
+            On keys that are not fields (listed in the message) or invalid values.
+        """
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown model config keys: {', '.join(unknown)} "
+                f"(expected some of: {', '.join(sorted(known))})"
+            )
+        return cls(**data)

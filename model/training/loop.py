@@ -1,0 +1,254 @@
+"""The training loop and :func:`train`, which wires a run together."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from model.dataset import list_samples, make_eval_dataset
+from model.networks import ModelConfig
+from model.training.callbacks import (
+    CheckpointCallback,
+    ImageCallback,
+    ProgressCallback,
+    ScalarCallback,
+    ValidationCallback,
+)
+from model.training.checkpoint import RunCheckpoint
+from model.training.distribute import is_chief, make_strategy
+from model.training.gan import (
+    MattingGAN,
+    build_model,
+    make_distributed_dataset,
+    make_train_function,
+    warm_start,
+)
+from model.training.settings import TrainSettings
+
+
+class StopRequest:
+    """Set by a signal handler; the loop stops after the step in progress."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def request(self, signum: int) -> None:
+        self.signum = signum
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+def train_loop(
+    model: MattingGAN,
+    iterator,
+    step: tf.Variable,
+    total_steps: int,
+    *,
+    strategy: tf.distribute.Strategy,
+    global_batch: int,
+    log_every: int,
+    callbacks: list[keras.callbacks.Callback],
+    stop: StopRequest | None = None,
+) -> dict[str, Any]:
+    """Train until ``step`` reaches ``total_steps`` or ``stop`` is set.
+
+    After each step, ``step`` is incremented and every callback gets
+    ``on_train_batch_end(step, logs)`` where ``logs`` holds the loss means over the current
+    window of ``log_every`` steps (trackers are reset when ``step % log_every == 0``) plus
+    ``images_per_second`` (a moving average; the first, tracing step is left out).
+
+    When an exception escapes, callbacks still get ``on_train_end`` (with ``"error": True``;
+    the checkpoint callback saves at the step reached) and the exception is re-raised.
+
+    Returns
+    -------
+    dict
+        The last logs, with ``step`` and ``interrupted``.
+    """
+    stop = stop if stop is not None else StopRequest()
+    train_function = make_train_function(model, strategy)
+    for callback in callbacks:
+        callback.set_model(model)
+    for callback in callbacks:
+        callback.on_train_begin({"step": int(step.numpy())})
+    logs: dict[str, Any] = {}
+    rate = None
+    end = {"step": int(step.numpy()), "interrupted": False, "error": False}
+    try:
+        while int(step.numpy()) < total_steps and not stop:
+            started = time.perf_counter()
+            outputs = train_function(iterator)
+            logs = {key: float(value) for key, value in outputs.items()}
+            current = int(step.assign_add(1).numpy())
+            elapsed = time.perf_counter() - started
+            if current > end["step"] + 1:
+                instant = global_batch / max(elapsed, 1e-9)
+                rate = instant if rate is None else 0.9 * rate + 0.1 * instant
+            logs["images_per_second"] = rate or 0.0
+            for callback in callbacks:
+                callback.on_train_batch_end(current, logs)
+            if current % log_every == 0:
+                model.reset_metrics()
+    except BaseException:
+        end = {"step": int(step.numpy()), "interrupted": False, "error": True}
+        for callback in callbacks:
+            callback.on_train_end(end)
+        raise
+    end = {"step": int(step.numpy()), "interrupted": bool(stop), "error": False}
+    for callback in callbacks:
+        callback.on_train_end(end)
+    return {**logs, **end}
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did: the last step, its checkpoint, and why it stopped."""
+
+    step: int
+    checkpoint: Path | None
+    interrupted_by: int | None
+    logs: dict[str, Any]
+    best_sad: float | None
+    validations: list[dict[str, float]]
+
+
+def train(
+    data: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    cfg: ModelConfig,
+    settings: TrainSettings,
+    *,
+    resume: str | os.PathLike | None = None,
+    init_from: keras.Model | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+    stop: StopRequest | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Build the model, restore ``resume`` if given, and train with all callbacks.
+
+    Parameters
+    ----------
+    data : path
+        Dataset root written by ``scripts/combine.py`` (``train`` and, for validation and
+        images, ``val`` splits).
+    run_dir : path
+        ``log/<run>``; its ``config.json`` is written by the caller (:func:`start_run`).
+    cfg : ModelConfig
+    settings : TrainSettings
+    resume : path, optional
+        Checkpoint prefix to continue from (step, weights and optimiser state).
+    init_from : keras.Model, optional
+        A trained generator whose weights a new run starts from (:func:`warm_start`).
+    strategy : tf.distribute.Strategy, optional
+        From :func:`make_strategy`; default ``make_strategy(settings.distribute)``.
+    stop : StopRequest, optional
+        Checked after every step.
+    progress : bool
+        Show the tqdm bar (on the chief).
+
+    Raises
+    ------
+    model.dataset.DatasetError, CheckpointError
+        Bad data or a checkpoint of another architecture, before training starts.
+    """
+    strategy = strategy or make_strategy(settings.distribute)
+    chief = is_chief(strategy)
+    run_dir = Path(run_dir)
+    keras.utils.set_random_seed(settings.seed)
+    previous_policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if settings.mixed_precision else "float32"
+    )
+    checkpoint = None
+    try:
+        build_cfg = cfg
+        if resume is not None and cfg.encoder_weights is not None:
+            # The checkpoint replaces the encoder weights anyway; skip loading ImageNet ones.
+            build_cfg = dataclasses.replace(cfg, encoder_weights=None)
+        model = build_model(build_cfg, settings, strategy)
+        checkpoint = RunCheckpoint(model, run_dir, keep=settings.keep, chief=chief)
+        start = 0
+        if resume is None and init_from is not None:
+            warm_start(model.generator, init_from)
+        if resume is not None:
+            start = checkpoint.restore(resume)
+            for optimizer in (model.g_optimizer, model.d_optimizer):
+                optimizer.learning_rate = settings.lr  # a resumed run may change --lr
+        replicas = strategy.num_replicas_in_sync
+        prior = cfg.prior is not None
+        n_train = len(list_samples(data, "train", prior=prior))
+        total = settings.total_steps(n_train, replicas)
+        iterator = iter(make_distributed_dataset(data, settings, strategy, start, prior))
+
+        writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
+        saver = CheckpointCallback(checkpoint, settings.save_every)
+        callbacks: list[keras.callbacks.Callback] = [
+            ProgressCallback(total, disable=not (progress and chief))
+        ]
+        if writer is not None:
+            callbacks.append(ScalarCallback(writer, settings.log_every))
+        callbacks.append(saver)
+        validation = None
+        if settings.val_every and settings.max_val_samples:
+            validation = ValidationCallback(
+                lambda: make_eval_dataset(
+                    data,
+                    "val",
+                    multiple=cfg.multiple,
+                    max_samples=settings.max_val_samples,
+                    prior=prior,
+                ),
+                settings.val_every,
+                checkpoint,
+                writer=writer,
+                run_dir=run_dir if chief else None,
+            )
+            callbacks.append(validation)
+        if chief and settings.image_every and settings.image_samples:
+            callbacks.append(
+                ImageCallback(
+                    lambda: make_eval_dataset(
+                        data,
+                        "val",
+                        multiple=cfg.multiple,
+                        max_samples=settings.image_samples,
+                        prior=prior,
+                    ),
+                    settings.image_every,
+                    run_dir,
+                    writer,
+                )
+            )
+        logs = train_loop(
+            model,
+            iterator,
+            checkpoint.step,
+            total,
+            strategy=strategy,
+            global_batch=settings.batch_size * replicas,
+            log_every=settings.log_every,
+            callbacks=callbacks,
+            stop=stop,
+        )
+        if writer is not None:
+            writer.close()
+        return TrainResult(
+            step=logs["step"],
+            checkpoint=saver.last_path if chief else None,
+            interrupted_by=stop.signum if stop else None,
+            logs=logs,
+            best_sad=validation.best_sad if validation and validation.history else None,
+            validations=validation.history if validation else [],
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+        if checkpoint is not None:
+            checkpoint.close()
