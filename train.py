@@ -47,6 +47,7 @@ from model.dataset import DatasetError, list_samples
 from model.inference import restore_generator
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, ModelConfig
+from model.networks.config import TRAINING_PRIOR
 from model.training import (
     DISTRIBUTE_CHOICES,
     RunError,
@@ -146,7 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     arch.add_argument(
         "--prior",
         choices=(*PRIORS, "none"),
-        default=PRIORS[0],
+        default=TRAINING_PRIOR,
         help="classical matte the generator sees and corrects; needs the dataset's prior/"
         " folder, which scripts/combine.py writes (%(default)s)",
     )

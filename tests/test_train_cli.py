@@ -21,6 +21,7 @@ from tensorflow.core.util import event_pb2
 import train
 from model.checkpoints import CheckpointError, resolve_checkpoint
 from model.networks import ModelConfig
+from model.networks.config import TRAINING_PRIOR
 from model.training import D_KEYS, G_KEYS, VALIDATION_KEYS, ProgressCallback, TrainSettings
 
 TINY_FLAGS = [
@@ -58,7 +59,7 @@ def test_default_flags_are_the_library_defaults(tmp_path, tiny_dataset):
     log = tmp_path / "log"
     assert train.main([str(tiny_dataset), "--log-dir", str(log), "--run", "d", "--steps", "0"]) == 0
     config = json.loads((log / "d" / "config.json").read_text())
-    assert config["model"] == ModelConfig().to_dict()
+    assert config["model"] == ModelConfig(prior=TRAINING_PRIOR).to_dict()
     assert config["train"] == {**TrainSettings(steps=0).to_dict(), "data": str(tiny_dataset)}
     assert config["seed"] == TrainSettings().seed and config["version"] == 1
     assert steps_saved(log / "d" / "checkpoints") == [0]

@@ -8,6 +8,10 @@ from typing import Any
 
 from model.classical import PRIORS
 
+TRAINING_PRIOR = PRIORS[0]
+"""The prior ``train.py`` gives a new run. ``ModelConfig.prior`` itself defaults to None, which
+is what a ``config.json`` written before priors existed (no ``prior`` key) describes."""
+
 ENCODERS = ("unet", "mobilenetv2")
 NORMS = ("batch", "group", "none")
 MOBILENET_MULTIPLE = 32
