@@ -61,7 +61,7 @@ KINDS = ("image", "trimap", "alpha", "fg", "bg")
 """Sub-folders of a split; every sample has one PNG in each."""
 
 PRIOR_KIND = "prior"
-"""Optional sub-folder with each sample's closed-form matte (``scripts/combine.py --prior``)."""
+"""Optional sub-folder with each sample's closed-form matte (written by ``scripts/combine.py``)."""
 
 CROP_SCALES = (1.0, 1.5, 2.0)
 """Training windows are ``crop_size`` times one of these before being resized to ``crop_size``."""
@@ -140,7 +140,7 @@ def _check_sample(split_dir: Path, stem: str, kinds: tuple[str, ...]) -> None:
     for kind in kinds:
         path = split_dir / kind / f"{stem}.png"
         if not path.is_file():
-            hint = " (scripts/combine.py --prior adds priors)" if kind == PRIOR_KIND else ""
+            hint = " (re-run scripts/combine.py to add it)" if kind == PRIOR_KIND else ""
             raise DatasetError(f"{path}: missing (the sample has image/{stem}.png){hint}")
         other = _header_size(path)
         if other != size:

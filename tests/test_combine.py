@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model.classical import closed_form_prior, has_prior
+from model.images import read_image, read_trimap
 from scripts import combine, synthesize
 from tests.ctrl_c import interrupt
 
@@ -630,3 +632,36 @@ def test_ctrl_c_exits_130_with_one_line_and_a_whole_manifest(raw, tmp_path):
     assert err.splitlines()[-1] == f"error: {out}: interrupted; run again to resume"
     assert "Traceback" not in err
     assert all(json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines())
+
+
+# ---------------------------------------------------------------------------------------------
+# Closed-form priors
+
+
+def test_priors_are_the_closed_form_mattes_of_the_stored_samples(dataset):
+    out, _ = dataset
+    priors = {r["name"]: r for r in records(out) if r["kind"] == "prior"}
+    assert set(priors) == set(all_samples(out))
+    for name, split in all_samples(out).items():
+        image = read_image(out / split / "image" / f"{name}.png")
+        trimap = read_trimap(out / split / "trimap" / f"{name}.png")
+        mode, stored = load(out / split / combine.PRIOR_PART / f"{name}.png")
+        assert mode.startswith("I;16") or stored.dtype == np.uint16, mode
+        expected = closed_form_prior(image, trimap)
+        np.testing.assert_allclose(stored / 65535.0, expected, atol=0.5 / 65535 + 1e-6)
+        assert priors[name]["fallback"] == (not has_prior(trimap))
+
+
+def test_no_prior_then_a_rerun_adds_only_the_priors(raw, tmp_path):
+    out = tmp_path / "data"
+    flags = ["--per-fg", "1", "--test-per-fg", "1", "--no-prior"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_combine(raw, out, *flags) == 0
+    samples = all_samples(out)
+    assert samples and not any((out / s / combine.PRIOR_PART).exists() for s in combine.SPLITS)
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_combine(raw, out, *flags[:-1]) == 0
+    assert {p: p.read_bytes() for p in before} == before
+    for name, split in samples.items():
+        assert (out / split / combine.PRIOR_PART / f"{name}.png").is_file()

@@ -67,3 +67,37 @@ def test_a_sample_missing_a_file_is_named(tiny_dataset, tmp_path):
     missing.unlink()
     with pytest.raises(DatasetError, match=r"alpha/train_002\.png: missing"):
         list_samples(root, "train")
+
+
+def test_prior_crops_are_aligned_with_the_alpha(tiny_dataset):
+    batches = _batches(
+        tiny_dataset, seed=7, prior=True, recompose=False, redraw_trimap=False, jitter=False
+    )
+    aligned, flipped = [], []
+    for batch in batches:
+        assert batch["prior"].shape == (BATCH, CROP, CROP, 1)
+        for prior, alpha, trimap in zip(
+            batch["prior"][..., 0], batch["alpha"][..., 0], batch["trimap"][..., 0], strict=True
+        ):
+            known = ~unknown_mask(trimap)
+            np.testing.assert_array_equal(prior[known], trimap[known])
+            unknown = ~known
+            aligned.append(np.abs(prior - alpha)[unknown].mean())
+            flipped.append(np.abs(prior[:, ::-1] - alpha)[unknown].mean())
+    # The stored closed-form mattes of these smooth composites are close to the truth; the same
+    # prior mirrored (a crop or flip applied to one array but not the other) is far from it.
+    assert np.mean(aligned) < 0.5 * np.mean(flipped)
+
+
+def test_prior_needs_the_stored_trimap_and_composite(tiny_dataset):
+    with pytest.raises(ValueError, match="recompose=False and redraw_trimap=False"):
+        make_train_dataset(tiny_dataset, crop_size=CROP, batch_size=BATCH, prior=True)
+
+
+def test_a_missing_prior_is_named(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    (root / "val" / "prior" / "val_001.png").unlink()
+    with pytest.raises(DatasetError, match=r"val_001\.png: missing .*combine\.py"):
+        list_samples(root, "val", prior=True)
+    assert list_samples(root, "val") == ["val_000", "val_001"]

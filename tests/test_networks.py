@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import keras
@@ -12,6 +13,8 @@ from keras import ops
 from keras.src.applications import mobilenet_v2
 
 from model.networks import ModelConfig, build_discriminator, build_generator, clamp_known
+from model.networks.generator import PRIOR_EPSILON
+from model.training import warm_start
 
 TINY = ModelConfig(base_filters=4, depth=2, disc_filters=4, disc_layers=2)
 
@@ -187,3 +190,53 @@ def test_clamp_known_values():
     clamped = ops.convert_to_numpy(clamp_known(alpha, trimap))
     np.testing.assert_array_equal(clamped.ravel(), np.float32([0.0, 0.3, 1.0, 0.9, 0.0, 1.0]))
     assert clamped.shape == (1, 2, 3, 1)
+
+
+@pytest.mark.parametrize("encoder", ["unet", "mobilenetv2"])
+def test_untrained_prior_generator_returns_the_prior(encoder):
+    cfg = ModelConfig(
+        encoder=encoder, base_filters=4, depth=2, encoder_weights=None, prior="closed-form"
+    )
+    generator = build_generator(cfg)
+    assert generator.input_shape == (None, None, None, 5)
+    inputs = np.random.default_rng(0).uniform(0, 1, (2, 64, 64, 5)).astype(np.float32)
+    alpha = generator(inputs).numpy()
+    # The correction's last layer starts at zero: sigmoid(logit(clip(prior))) = clip(prior).
+    expected = np.clip(inputs[..., 4:], PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+    np.testing.assert_allclose(alpha, expected, atol=1e-5)
+
+
+def test_warm_start_keeps_the_source_features_and_starts_at_the_prior():
+    source = build_generator(TINY)
+    rng = np.random.default_rng(1)
+    # Positive values keep batch-norm variances valid.
+    source.set_weights([rng.uniform(0.05, 0.3, w.shape).astype(np.float32) for w in source.weights])
+    target = build_generator(dataclasses.replace(TINY, prior="closed-form"))
+    copied = warm_start(target, source)
+    assert "head_logits" not in copied and "enc0_a_conv" in copied
+    kernel, old = (
+        target.get_layer("enc0_a_conv").kernel.numpy(),
+        source.get_layer("enc0_a_conv").kernel.numpy(),
+    )
+    np.testing.assert_array_equal(kernel[:, :, :4], old)
+    assert not kernel[:, :, 4:].any()
+
+    inputs = rng.uniform(0, 1, (1, 32, 32, 5)).astype(np.float32)
+    features = [
+        keras.Model(model.input, model.get_layer("head_b_relu").output)
+        for model in (source, target)
+    ]
+    # The extra prior channel meets zero weights, so every feature is the source's own.
+    np.testing.assert_allclose(
+        features[1](inputs).numpy(), features[0](inputs[..., :4]).numpy(), atol=1e-5
+    )
+    expected = np.clip(inputs[..., 4:], PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+    np.testing.assert_allclose(target(inputs).numpy(), expected, atol=1e-5)
+
+
+def test_config_without_a_prior_key_loads_as_prior_free():
+    data = TINY.to_dict()
+    del data["prior"]
+    assert ModelConfig.from_dict(data).prior is None
+    with pytest.raises(ValueError, match="prior"):
+        ModelConfig(prior="knn")
