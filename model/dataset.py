@@ -54,7 +54,14 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from model.compositing import composite, fit_background, trimap_from_alpha, unknown_crop_origin
+from model.classical import has_prior
+from model.compositing import (
+    composite,
+    fit_background,
+    trimap_from_alpha,
+    unknown_crop_origin,
+    unknown_mask,
+)
 from model.images import ImageError, probe_image, read_uint8, trimap_from_uint8
 
 KINDS = ("image", "trimap", "alpha", "fg", "bg")
@@ -180,6 +187,24 @@ def _read_prior(path: Path) -> np.ndarray:
     if pixels is None or pixels.ndim != 2:
         raise DatasetError(f"{path}: cannot read a single-channel prior")
     return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
+
+
+def _prior_for(prior: np.ndarray, trimap: np.ndarray, solvable: bool) -> np.ndarray:
+    """The prior as inference computes it: the trimap where that is certain, and the trimap
+    itself for a sample pymatting could not solve (16-bit storage and resizing would otherwise
+    turn its 0.5 into values the generator's ``PriorGate`` takes for a real prior).
+
+    Parameters
+    ----------
+    prior, trimap : ndarray, float32, shape (H, W); prior in [0, 1], trimap in {0, 0.5, 1}
+    solvable : bool
+        ``model.classical.has_prior`` of the sample's whole trimap.
+    """
+    if not solvable:
+        return trimap.copy()
+    known = ~unknown_mask(trimap)
+    prior[known] = trimap[known]
+    return prior
 
 
 def _to_float(pixels: np.ndarray) -> np.ndarray:
@@ -321,6 +346,7 @@ class _TrainSampler:
         fg = _window(fg, top, left, side, size, cv2.INTER_AREA)
         flip = bool(rng.random() < 0.5)
         prior = None
+        solvable = has_prior(trimap_from_uint8(disk_trimap))
         if self.prior:
             prior_path = self._path(PRIOR_KIND, index)
             prior = _read_prior(prior_path)
@@ -364,10 +390,7 @@ class _TrainSampler:
         np.clip(image, 0.0, 1.0, out=image)
         arrays = (image, trimap[..., None], alpha[..., None], fg, bg)
         if prior is not None:
-            # Certain trimap pixels get the trimap's value, as the prior has at inference.
-            known = np.abs(trimap - 0.5) >= 0.25
-            prior[known] = trimap[known]
-            arrays += (prior[..., None],)
+            arrays += (_prior_for(prior, trimap, solvable)[..., None],)
         return arrays
 
 
@@ -503,7 +526,10 @@ class _EvalLoader:
         arrays = [image, trimap, alpha, fg, bg]
         kinds = list(KINDS[1:])
         if self.prior:
-            arrays.append(_read_prior(self.split_dir / PRIOR_KIND / f"{stem}.png"))
+            prior = _read_prior(self.split_dir / PRIOR_KIND / f"{stem}.png")
+            if prior.shape == trimap.shape:  # else the size check below names the file
+                prior = _prior_for(prior, trimap, has_prior(trimap))
+            arrays.append(prior)
             kinds.append(PRIOR_KIND)
         for kind, pixels in zip(kinds, arrays[1:], strict=True):
             if pixels.shape[:2] != image.shape[:2]:

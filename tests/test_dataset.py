@@ -9,6 +9,7 @@ import pytest
 
 from model.compositing import unknown_mask
 from model.dataset import DatasetError, list_samples, make_eval_dataset, make_train_dataset
+from model.images import read_uint8, trimap_from_uint8, write_png
 
 CROP, BATCH, BATCHES = 32, 4, 3
 
@@ -101,3 +102,16 @@ def test_a_missing_prior_is_named(tiny_dataset, tmp_path):
     with pytest.raises(DatasetError, match=r"val_001\.png: missing .*combine\.py"):
         list_samples(root, "val", prior=True)
     assert list_samples(root, "val") == ["val_000", "val_001"]
+
+
+def test_an_unsolvable_sample_gets_its_trimap_as_the_prior(tiny_dataset, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(tiny_dataset, root)
+    trimap_path = root / "val" / "trimap" / "val_000.png"
+    levels = read_uint8(trimap_path, grey=True)
+    levels[levels == 255] = 128  # no definite foreground: pymatting cannot solve it
+    write_png(trimap_path, levels)
+    # combine.py stores the trimap itself then; 16 bits cannot hold 0.5 exactly.
+    write_png(root / "val" / "prior" / "val_000.png", trimap_from_uint8(levels), bits=16)
+    sample = next(make_eval_dataset(root, "val", multiple=16, prior=True).as_numpy_iterator())
+    np.testing.assert_array_equal(sample["prior"], sample["trimap"])

@@ -5,7 +5,8 @@ Generator
            ``ModelConfig.prior`` is set, a classical alpha in [0, 1] (C = 4 or 5)
     output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32 under mixed precision).
            With a prior the sigmoid's input is logit(prior) plus a learned correction whose last
-           layer starts at zero, so an untrained generator returns the prior itself.
+           layer starts at zero, so an untrained generator returns the prior itself (where the
+           prior is only the trimap, pymatting's fallback, the head's own logits instead).
     H and W must be multiples of ``ModelConfig.multiple``; pad the input (e.g. reflect) first.
 """
 
@@ -45,27 +46,47 @@ class PriorLogit(layers.Layer):
         return ops.log(prior) - ops.log(1.0 - prior)
 
 
+@keras.saving.register_keras_serializable(package="matting")
+class PriorGate(layers.Layer):
+    """1 for a sample whose prior differs from its trimap anywhere, else 0: (B, 1, 1, 1).
+
+    ``model.classical.closed_form_prior`` returns the trimap itself when pymatting cannot
+    solve (no definite foreground or background), so a prior equal to the trimap everywhere
+    means "no prior"; a solved one differs from 0.5 somewhere in the unknown band.
+    """
+
+    def call(self, trimap, prior):
+        difference = ops.abs(ops.cast(prior, "float32") - ops.cast(trimap, "float32"))
+        return ops.cast(ops.max(difference, axis=(1, 2, 3), keepdims=True) > 1e-6, "float32")
+
+
 def _alpha_head(x, inputs, cfg: ModelConfig):
     """Full-resolution refinement that sees the raw inputs again, then the sigmoid.
 
     The raw input skip lets one-pixel structures such as hair strands reach the output even
-    where the deeper features have blurred them. With a prior, the head predicts a correction
-    of the prior's logit; its last layer starts at zero (as ControlNet's zero convolutions), so
-    training starts from the classical matte instead of from a grey ramp.
+    where the deeper features have blurred them.
+
+    With a prior, a sample that has one gets ``logit(prior) + correction``: the correction's
+    last layer starts at zero (as ControlNet's zero convolutions), so training starts from the
+    classical matte instead of from a grey ramp. A sample without one (:class:`PriorGate`) gets
+    the head's own logits, ``head_logits``, the same layer a prior-free generator ends in, so
+    a warm start from one (``model.training.warm_start``) keeps its answer there.
     """
     x = layers.Concatenate(name="head_input_skip")([x, inputs])  # (B, H, W, F + C)
     x = conv_norm_act(x, cfg.base_filters, cfg.norm, "head_a")  # (B, H, W, F)
     x = conv_norm_act(x, cfg.base_filters, cfg.norm, "head_b")  # (B, H, W, F)
     # float32 logits and sigmoid: in float16 the sigmoid saturates at 0 and 1 too early.
-    if not cfg.prior:
-        x = layers.Conv2D(1, 1, dtype="float32", name="head_logits")(x)  # (B, H, W, 1)
-        return layers.Activation("sigmoid", dtype="float32", name="alpha")(x)  # (B, H, W, 1)
-    correction = layers.Conv2D(
-        1, 1, kernel_initializer="zeros", dtype="float32", name="head_logits"
-    )(x)  # (B, H, W, 1)
-    prior_logit = PriorLogit(dtype="float32", name="prior_logit")(inputs[..., 4:5])  # (B, H, W, 1)
-    x = layers.Add(dtype="float32", name="corrected_logits")([prior_logit, correction])
-    return layers.Activation("sigmoid", dtype="float32", name="alpha")(x)  # (B, H, W, 1)
+    logits = layers.Conv2D(1, 1, dtype="float32", name="head_logits")(x)  # (B, H, W, 1)
+    if cfg.prior:
+        correction = layers.Conv2D(
+            1, 1, kernel_initializer="zeros", dtype="float32", name="head_correction"
+        )(x)  # (B, H, W, 1)
+        trimap, prior = inputs[..., 3:4], inputs[..., 4:5]  # (B, H, W, 1) each
+        prior_logit = PriorLogit(dtype="float32", name="prior_logit")(prior)  # (B, H, W, 1)
+        corrected = layers.Add(dtype="float32", name="corrected_logits")([prior_logit, correction])
+        gate = PriorGate(dtype="float32", name="prior_gate")(trimap, prior)  # (B, 1, 1, 1)
+        logits = gate * corrected + (1.0 - gate) * logits  # (B, H, W, 1)
+    return layers.Activation("sigmoid", dtype="float32", name="alpha")(logits)  # (B, H, W, 1)
 
 
 def _build_unet(cfg: ModelConfig) -> keras.Model:

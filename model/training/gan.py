@@ -145,21 +145,19 @@ def warm_start(generator: keras.Model, source: keras.Model) -> list[str]:
     Layers are matched by name. A weight of the same shape is copied; a convolution kernel that
     gained input channels (a generator that now also sees a prior, appended as the last input
     channel) gets the old kernel for the old channels and zeros for the new ones, so it starts
-    out computing exactly what the source computed. The new generator's ``head_logits`` is
-    left alone when its shape or role differs (with a prior it is a zero-initialised
-    correction, not the alpha logit).
+    out computing exactly what the source computed. Layers the source lacks (a prior's
+    zero-initialised ``head_correction``) keep their initialisation.
 
     Returns
     -------
     list of str
         Names of the layers that were copied or extended.
     """
-    residual = any(layer.name == "prior_logit" for layer in generator.layers)
     source_layers = {layer.name: layer for layer in source.layers}
     copied = []
     for layer in generator.layers:
         old = source_layers.get(layer.name)
-        if old is None or not layer.weights or (residual and layer.name == "head_logits"):
+        if old is None or not layer.weights:
             continue
         new_values, old_values = layer.get_weights(), old.get_weights()
         if len(new_values) != len(old_values):
@@ -168,11 +166,7 @@ def warm_start(generator: keras.Model, source: keras.Model) -> list[str]:
         for new, value in zip(new_values, old_values, strict=True):
             if new.shape == value.shape:
                 values.append(value)
-            elif (
-                new.ndim == 4
-                and new.shape[:2] + new.shape[3:] == value.shape[:2] + value.shape[3:]
-                and new.shape[2] > value.shape[2]
-            ):
+            elif _gained_input_channels(new.shape, value.shape):
                 extended = np.zeros_like(new)
                 extended[:, :, : value.shape[2]] = value
                 values.append(extended)
@@ -182,6 +176,11 @@ def warm_start(generator: keras.Model, source: keras.Model) -> list[str]:
             layer.set_weights(values)
             copied.append(layer.name)
     return copied
+
+
+def _gained_input_channels(new: tuple[int, ...], old: tuple[int, ...]) -> bool:
+    """Whether conv kernel shape ``new`` is ``old`` with more input channels (axis 2)."""
+    return len(new) == len(old) == 4 and new[:2] + new[3:] == old[:2] + old[3:] and new[2] > old[2]
 
 
 def make_optimizer(lr: float, mixed_precision: bool = False) -> keras.optimizers.Optimizer:
