@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import tensorflow as tf
 
 from model.checkpoints import CheckpointError
+from model.classical import closed_form_prior
 from model.inference import (
     CONTEXT,
     Matte,
@@ -23,6 +25,7 @@ from model.inference import (
     unknown_window,
 )
 from model.networks import ModelConfig, build_generator
+from model.networks.generator import PRIOR_EPSILON
 
 # No batch-statistics normalisation: a pixel's output depends only on its receptive field, so a
 # tiled prediction can be compared with the whole-image one.
@@ -347,3 +350,20 @@ def test_many_input_sizes_do_not_warn_about_retracing(generator, capfd, caplog):
         matter.predict_alpha(_smooth_image(side, side), np.full((side, side), 0.5, np.float32))
     assert len(matter.traced_shapes) == 7
     assert "retracing" not in capfd.readouterr().err + caplog.text
+
+
+def test_a_generator_with_a_prior_starts_from_closed_form():
+    # An untrained prior generator returns its prior (clipped to [0.01, 0.99]); Matter must feed
+    # it the closed-form matte of exactly the pixels it sees.
+    size = 48
+    ramp = np.clip((np.arange(size) - 16) / 16, 0, 1).astype(np.float32)
+    truth = np.tile(ramp, (size, 1))
+    image = (truth[..., None] * [0.9, 0.2, 0.1] + (1 - truth[..., None]) * [0.1, 0.3, 0.8]).astype(
+        np.float32
+    )
+    trimap = np.where(truth == 0, 0.0, np.where(truth == 1, 1.0, 0.5)).astype(np.float32)
+    cfg = dataclasses.replace(TINY, prior="closed-form")
+    matter = Matter(build_generator(cfg), cfg, network_pixels=0)
+    expected = np.clip(closed_form_prior(image, trimap), PRIOR_EPSILON, 1 - PRIOR_EPSILON)
+    expected = np.where(trimap == 0.5, expected, trimap)
+    np.testing.assert_allclose(matter.predict_alpha(image, trimap), expected, atol=1e-5)
