@@ -328,7 +328,9 @@ def read_uint8(path: str | os.PathLike, *, grey: bool) -> np.ndarray:
 
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if pixels is None:
-        raise ImageError(path, "cannot read image")
+        if not Path(path).is_file():
+            raise ImageError(path, "no such file")
+        raise ImageError(path, "cannot decode image (truncated or corrupt file)")
     return pixels
 
 
