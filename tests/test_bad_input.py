@@ -95,6 +95,7 @@ def make_corpus(root: Path) -> None:
         (root / "data" / "train" / kind).mkdir(parents=True)
         (root / "data" / "train" / kind / "s.png").write_text("not a png\n")
     (root / "raw").mkdir()
+    (root / "ro").mkdir(mode=0o555)
 
 
 EVAL = ["eval.py"]
@@ -106,9 +107,18 @@ TRAIN = ["train.py"]
 LOG = ["--log-dir", "log"]
 
 
-def case(name: str, command: list[str], args: list[str], names: str, slow: bool = False):
+def case(
+    name: str,
+    command: list[str],
+    args: list[str],
+    names: str,
+    slow: bool = False,
+    needs_permissions: bool = False,
+):
     """One corpus entry: ``command args`` must fail with an error line naming ``names``."""
     marks = [pytest.mark.slow] if slow else []
+    if needs_permissions:
+        marks.append(pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere"))
     return pytest.param(command, args, names, id=name, marks=marks)
 
 
@@ -128,6 +138,8 @@ CASES = [
     case("eval-batch-out-is-input", EVAL, ["photos", "trimaps", "photos"], "photos"),
     case("eval-batch-out-is-trimaps", EVAL, ["photos", "trimaps", "trimaps"], "trimaps"),
     case("eval-output-folder-is-a-file", EVAL, ["in.png", "tri.png", "afile/o.png"], "afile"),
+    case("eval-read-only-folder", EVAL, ["in.png", "tri.png", "ro/o.png"], "ro", needs_permissions=True),  # noqa: E501
+    case("eval-batch-read-only-folder", EVAL, ["photos", "trimaps", "ro/cut"], "ro", needs_permissions=True),  # noqa: E501
     case("eval-batch-out-is-a-file", EVAL, ["photos", "trimaps", "afile"], "afile"),
     case("eval-missing-background", EVAL, ["in.png", "tri.png", "o.png", "--background", "m.png"], "m.png"),  # noqa: E501
     case("eval-unknown-checkpoint", EVAL, ["in.png", "tri.png", "o.png", *LOG, "--checkpoint", "99"], "run"),  # noqa: E501
