@@ -53,7 +53,7 @@ from model.checkpoints import PRETRAINED, CheckpointError
 from model.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
 from model.errors import first_line
 from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
-from model.images import ImageError, read_image, read_trimap, write_bytes
+from model.images import ImageError, check_trimap_header, read_image, read_trimap, write_bytes
 from model.inference import (
     DEFAULT_MAX_PIXELS,
     DEFAULT_NETWORK_PIXELS,
@@ -61,6 +61,13 @@ from model.inference import (
     DEFAULT_TILE,
 )
 from model.outputs import encode_outputs, parse_background
+from model.safe_paths import (
+    OutputError,
+    check_folder,
+    check_not_inputs,
+    check_writable,
+    files_in,
+)
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -198,18 +205,69 @@ def _load_matter(args: argparse.Namespace):
     )
 
 
-def _encode_outputs(job: Job, matte, background, threshold: float | None) -> dict[Path, bytes]:
-    """Every file of one job, encoded in memory, so a failure writes none of them."""
+def job_outputs(job: Job, background: bool, threshold: bool) -> dict[str, Path]:
+    """The files one job writes, by output kind ("rgba", "alpha", "composite", "mask", ...)."""
     paths = {"rgba": job.output, "alpha": job.alpha, **extra_paths(job.output)}
     names = ["rgba"]
     if job.alpha is not None:
         names.append("alpha")
-    if background is not None:
+    if background:
         names.append("composite")
-    if threshold is not None:
+    if threshold:
         names += ["mask", "soft_mask"]
+    return {name: paths[name] for name in names}
+
+
+OUTPUT_LABELS = {
+    "rgba": "the output",
+    "alpha": "--alpha",
+    "composite": "--background's composite",
+    "mask": "--mask-threshold's mask",
+    "soft_mask": "--mask-threshold's soft mask",
+}
+
+
+def check_outputs(args: argparse.Namespace, jobs: list[Job]) -> None:
+    """Before any work: refuse outputs that are inputs, collide, or cannot be written.
+
+    In batch mode an output folder must not be an input folder, and no output file may be a
+    file of the input folders (a hard or symbolic link to one included).
+
+    Raises
+    ------
+    OutputError
+    """
+    background = args.background is not None
+    threshold = args.mask_threshold is not None
+    inputs: list[tuple[str, Path | None]] = []
+    if background and Path(args.background).is_file():
+        inputs.append(("the --background image", Path(args.background)))
+    if args.input.is_dir():
+        folders = [("the input folder", args.input), ("the trimap folder", args.trimap)]
+        for label, folder in (("the output folder", args.output), ("--alpha", args.alpha)):
+            if folder is not None:
+                check_folder(folder, label, folders)
+                check_writable(folder, folder=True)
+        found = files_in([args.input, args.trimap], IMAGE_SUFFIXES)
+        inputs += [("an input", path) for path in found]
+    else:
+        inputs += [("the input image", args.input), ("the trimap", args.trimap)]
+    outputs = [
+        (OUTPUT_LABELS[kind], path)
+        for job in jobs
+        for kind, path in job_outputs(job, background, threshold).items()
+    ]
+    check_not_inputs(outputs, inputs)
+    if not args.input.is_dir():
+        for _, path in outputs:
+            check_writable(path)
+
+
+def _encode_outputs(job: Job, matte, background, threshold: float | None) -> dict[Path, bytes]:
+    """Every file of one job, encoded in memory, so a failure writes none of them."""
+    paths = job_outputs(job, background is not None, threshold is not None)
     encoded = encode_outputs(
-        names,
+        list(paths),
         matte.alpha,
         foreground=matte.foreground,
         background=background,
@@ -234,6 +292,8 @@ def _write_all(files: dict[Path, bytes]) -> None:
 def process(job: Job, matter, background, threshold: float | None, *, image=None, trimap=None):
     """Read (unless given), cut out and write one job; raises ImageError for a bad file."""
     if image is None:
+        if job.trimap is not None:
+            check_trimap_header(job.image, job.trimap)
         image = read_image(job.image)
     if trimap is None:
         if job.trimap is None:
@@ -254,12 +314,15 @@ def run_single(args: argparse.Namespace) -> int:
     for path in (args.output, args.alpha):
         if path is not None and not _is_png_name(path):
             raise UsageError(f"{path}: outputs are PNG files; give the name a .png extension")
+    job = Job(args.input, args.trimap, args.output, args.alpha)
+    check_outputs(args, [job])
     background = _check_common(args)
-    # Read before loading the model: a bad file is reported in a second, not after TensorFlow.
+    # Read before loading the model: a bad file is reported in a second, not after TensorFlow;
+    # the headers first, so a trimap of the wrong size is refused before a huge image is decoded.
+    check_trimap_header(args.input, args.trimap)
     image = read_image(args.input)
     trimap = read_trimap(args.trimap, shape=image.shape[:2])
     matter = _load_matter(args)
-    job = Job(args.input, args.trimap, args.output, args.alpha)
     process(job, matter, background, args.mask_threshold, image=image, trimap=trimap)
     return 0
 
@@ -289,8 +352,9 @@ def batch_jobs(args: argparse.Namespace) -> list[Job]:
 def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    background = _check_common(args)
     jobs = batch_jobs(args)
+    check_outputs(args, jobs)
+    background = _check_common(args)
     matter = _load_matter(args)
     failures = {}
     for job in tqdm(jobs, desc="cut out", unit="image", file=sys.stderr):
@@ -376,7 +440,7 @@ def main(args: list[str] | None = None) -> int:
         if options.input.is_dir():
             return run_batch(options)
         return run_single(options)
-    except (ImageError, CheckpointError, EvaluationError, UsageError) as error:
+    except (ImageError, CheckpointError, EvaluationError, OutputError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:

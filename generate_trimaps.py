@@ -43,8 +43,8 @@ from model.auto_trimap import (
     is_trimap_name,
     trimap_path,
 )
+from model.cli import ArgumentParser
 from model.images import ImageError, read_image, trimap_to_uint8, write_png
-from scripts.cli import ArgumentParser
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1

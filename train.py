@@ -20,6 +20,10 @@ Examples
                 "task": {"type": "worker", "index": 0}}' \\
         python3 train.py scripts/data --run big --distribute multiworker
 
+A damaged sample (say a truncated PNG) stops training with one line naming the file and exit
+status 2, after saving a checkpoint at the step reached; a damaged checkpoint given to
+``--resume`` stops it with one line before anything is written.
+
 Ctrl-C or SIGTERM stops after the current step, saves a checkpoint there and exits with 130 or
 143; ``--resume`` continues from it.
 """
@@ -40,7 +44,13 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from model.checkpoints import CheckpointError, resolve_checkpoint, trained_runs
+from model.checkpoints import (
+    CheckpointError,
+    CheckpointRef,
+    resolve_checkpoint,
+    run_checkpoints,
+    trained_runs,
+)
 from model.classical import PRIORS
 from model.cli import ArgumentParser, non_negative_int, positive_int
 from model.dataset import DatasetError, list_samples
@@ -87,7 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     # data
-    data = parser.add_argument_group("data")
+    data = parser.add_argument_group(
+        "data",
+        "A sample that cannot be decoded stops training: one line 'error: <file>: <problem>',"
+        " exit status 2, the steps done saved. Repair or delete it (scripts/combine.py remakes a"
+        " deleted sample) and --resume.",
+    )
     data.add_argument(
         "data",
         nargs="?",
@@ -224,7 +239,8 @@ def build_parser() -> argparse.ArgumentParser:
     ckpt.add_argument(
         "--resume",
         action="store_true",
-        help="continue --run (default: the newest run) from its newest checkpoint",
+        help="continue --run (default: the newest run) from its newest checkpoint; one that"
+        " cannot be restored stops with one line suggesting --checkpoint -2, nothing written",
     )
     ckpt.add_argument(
         "--checkpoint",
@@ -399,6 +415,15 @@ def _timelapse(opts: argparse.Namespace) -> int:
     return 0
 
 
+def _older_checkpoint_hint(ref: CheckpointRef) -> str:
+    """How to resume from the checkpoint before ``ref``, which could not be restored."""
+    refs = run_checkpoints(ref.run_dir)
+    older = [index for index, other in enumerate(refs) if other.step < ref.step]
+    if not older:
+        return "; the run has no older checkpoint to resume from"
+    return f"; resume from the one before it with --checkpoint {older[-1] - len(refs)}"
+
+
 def _resume_hint(data: Path, run_dir: Path) -> str:
     return f"python3 train.py {data} --run {run_dir.name} --log-dir {run_dir.parent} --resume"
 
@@ -427,8 +452,6 @@ def main(args: list[str] | None = None) -> int:
             source = restore_generator(source_ref, read_run_config(source_ref.run_dir)[0])
         strategy = make_strategy(settings.distribute)
         chief = is_chief(strategy)
-        if chief:
-            write_run_config(run_dir, cfg, settings, data)
     except (RunError, CheckpointError, DatasetError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -455,8 +478,14 @@ def main(args: list[str] | None = None) -> int:
             strategy=strategy,
             stop=stop,
             progress=not opts.quiet,
+            # Only once the checkpoint is restored: a damaged one leaves config.json as it was.
+            on_restored=(lambda: write_run_config(run_dir, cfg, settings, data)) if chief else None,
         )
-    except (CheckpointError, DatasetError) as error:
+    except CheckpointError as error:
+        hint = _older_checkpoint_hint(ref) if ref and str(error).startswith(f"{ref.path}:") else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return 2
+    except DatasetError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

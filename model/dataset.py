@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -96,6 +97,18 @@ _ORDER_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2
 
 class DatasetError(ValueError):
     """A dataset folder that cannot be used; ``str(error)`` starts with the offending path."""
+
+
+def dataset_error_in(error: BaseException) -> DatasetError | None:
+    """The DatasetError that a ``tf.data`` worker raised, recovered from the error TF re-raised.
+
+    A sample that cannot be read while iterating (a truncated PNG whose header is intact)
+    raises DatasetError inside ``tf.numpy_function``; TensorFlow re-raises it as an
+    ``OpError`` whose message quotes it among a few dozen lines of stack. Returns that first
+    quoted message as a DatasetError, or None when the error holds none.
+    """
+    match = re.search(rf"{DatasetError.__name__}: (.+)", str(error))
+    return DatasetError(match.group(1).strip()) if match else None
 
 
 def list_samples(root: str | os.PathLike, split: str, *, prior: bool = False) -> list[str]:

@@ -275,12 +275,36 @@ def _trimap(image: Image.Image, source, shape: tuple[int, int] | None, max_pixel
     pixels = _decode(image, source, False, max_pixels)
     trimap = trimap_from_uint8(np.rint(pixels[..., 0] * 255.0))
     if shape is not None and trimap.shape != tuple(shape):
-        raise ImageError(
-            source,
-            f"trimap is {trimap.shape[1]}x{trimap.shape[0]} but the image is"
-            f" {shape[1]}x{shape[0]}; they must be the same size",
-        )
+        raise ImageError(source, _size_problem(*trimap.shape[::-1], *shape[::-1]))
     return trimap
+
+
+def check_trimap_header(image: str | os.PathLike, trimap: str | os.PathLike) -> None:
+    """Refuse a trimap whose size cannot match the image's, from the two headers alone.
+
+    Cheap (no pixel is decoded), so a command can call it before decoding a large image:
+    :func:`read_trimap` gives the same message only after both are decoded. EXIF orientation
+    may swap an image's width and height, so a trimap of the transposed size is left for
+    :func:`read_trimap` to judge.
+
+    Raises
+    ------
+    ImageError
+        Either file is unreadable (naming it), or the trimap is a different size (naming the
+        trimap, with the message :func:`read_trimap` gives).
+    """
+    image_info = probe_image(image)
+    trimap_info = probe_image(trimap)
+    size = (image_info.width, image_info.height)
+    if (trimap_info.width, trimap_info.height) not in (size, size[::-1]):
+        raise ImageError(trimap, _size_problem(trimap_info.width, trimap_info.height, *size))
+
+
+def _size_problem(width: int, height: int, image_width: int, image_height: int) -> str:
+    return (
+        f"trimap is {width}x{height} but the image is {image_width}x{image_height};"
+        " they must be the same size"
+    )
 
 
 def read_uint8(path: str | os.PathLike, *, grey: bool) -> np.ndarray:
@@ -304,7 +328,9 @@ def read_uint8(path: str | os.PathLike, *, grey: bool) -> np.ndarray:
 
     pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE if grey else cv2.IMREAD_COLOR)
     if pixels is None:
-        raise ImageError(path, "cannot read image")
+        if not Path(path).is_file():
+            raise ImageError(path, "no such file")
+        raise ImageError(path, "cannot decode image (truncated or corrupt file)")
     return pixels
 
 

@@ -11,8 +11,10 @@ import tensorflow as tf
 
 from model.checkpoints import (
     CHECKPOINT_PREFIX,
+    CheckpointError,
     restore_checkpoint,
 )
+from model.errors import first_line
 from model.training.gan import MattingGAN
 
 
@@ -45,12 +47,8 @@ class RunCheckpoint:
         self.run_dir = Path(run_dir)
         self._temp = None if chief else Path(tempfile.mkdtemp(prefix="matting-worker-"))
         root = self.run_dir if chief else self._temp
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, str(root / "checkpoints"), keep, checkpoint_name=CHECKPOINT_PREFIX
-        )
-        self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, str(root / "best"), 1, checkpoint_name=CHECKPOINT_PREFIX
-        )
+        self.manager = _manager(self.checkpoint, root / "checkpoints", keep)
+        self.best_manager = _manager(self.checkpoint, root / "best", 1)
         self.best_dir = root / "best"
         self._last_saved: int | None = None
 
@@ -91,3 +89,19 @@ class RunCheckpoint:
     def close(self) -> None:
         if self._temp is not None:
             shutil.rmtree(self._temp, ignore_errors=True)
+
+
+def _manager(checkpoint: tf.train.Checkpoint, folder: Path, keep: int):
+    """A CheckpointManager over ``folder``; CheckpointError if its state file is damaged."""
+    try:
+        return tf.train.CheckpointManager(
+            checkpoint, str(folder), keep, checkpoint_name=CHECKPOINT_PREFIX
+        )
+    except (UnicodeDecodeError, OSError, ValueError, tf.errors.OpError) as error:
+        # The manager reads the list of kept checkpoints from this text file, which only
+        # decides which old ones it deletes; --checkpoint finds checkpoints by their files.
+        state = folder / "checkpoint"
+        raise CheckpointError(
+            f"{state}: unreadable checkpoint list ({first_line(error)}); delete this file, the"
+            " checkpoints themselves are kept"
+        ) from None

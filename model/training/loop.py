@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from model.dataset import list_samples, make_eval_dataset
+from model.dataset import dataset_error_in, list_samples, make_eval_dataset
 from model.networks import ModelConfig
 from model.training.callbacks import (
     CheckpointCallback,
@@ -131,6 +132,7 @@ def train(
     strategy: tf.distribute.Strategy | None = None,
     stop: StopRequest | None = None,
     progress: bool = True,
+    on_restored: Callable[[], None] | None = None,
 ) -> TrainResult:
     """Build the model, restore ``resume`` if given, and train with all callbacks.
 
@@ -153,11 +155,17 @@ def train(
         Checked after every step.
     progress : bool
         Show the tqdm bar (on the chief).
+    on_restored : callable, optional
+        Called once the model is built and ``resume`` restored, before this function writes
+        anything: train.py writes ``config.json`` there, so a checkpoint that cannot be
+        restored leaves the run as it was.
 
     Raises
     ------
     model.dataset.DatasetError, CheckpointError
-        Bad data or a checkpoint of another architecture, before training starts.
+        Bad data or a checkpoint of another architecture, before training starts; or a sample
+        that cannot be decoded when it is first read (the DatasetError names the file; the
+        checkpoint callback has saved the steps done).
     """
     strategy = strategy or make_strategy(settings.distribute)
     chief = is_chief(strategy)
@@ -182,6 +190,8 @@ def train(
             start = checkpoint.restore(resume)
             for optimizer in (model.g_optimizer, model.d_optimizer):
                 optimizer.learning_rate = settings.lr  # a resumed run may change --lr
+        if on_restored is not None:
+            on_restored()
         replicas = strategy.num_replicas_in_sync
         prior = cfg.prior is not None
         n_train = len(list_samples(data, "train", prior=prior))
@@ -227,17 +237,24 @@ def train(
                     writer,
                 )
             )
-        logs = train_loop(
-            model,
-            iterator,
-            checkpoint.step,
-            total,
-            strategy=strategy,
-            global_batch=settings.batch_size * replicas,
-            log_every=settings.log_every,
-            callbacks=callbacks,
-            stop=stop,
-        )
+        try:
+            logs = train_loop(
+                model,
+                iterator,
+                checkpoint.step,
+                total,
+                strategy=strategy,
+                global_batch=settings.batch_size * replicas,
+                log_every=settings.log_every,
+                callbacks=callbacks,
+                stop=stop,
+            )
+        except tf.errors.OpError as error:
+            # A sample that turned out unreadable mid-run: report the file, not TF's stack.
+            found = dataset_error_in(error)
+            if found is None:
+                raise
+            raise found from None
         if writer is not None:
             writer.close()
         return TrainResult(
