@@ -80,7 +80,7 @@ from model.inference import (
 )
 from model.outputs import encode_outputs, parse_background
 from model.temporal import DEFAULT_MOTION, DEFAULT_SMOOTHING
-from model.video import is_video_path
+from model.video import VideoReader, is_video_path, output_kind
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -332,14 +332,20 @@ def run_video(args: argparse.Namespace) -> int:
     for path in (args.output, args.alpha):
         if path is not None and path.resolve() == args.input.resolve():
             raise UsageError(f"{path}: is the input clip; give another output name")
+        if path is not None:
+            output_kind(path)
+    if (output_kind(args.output) == "mp4") != (args.background is not None):
+        raise UsageError(
+            "--background: give one for an .mp4 OUT (it has no alpha channel), and only then"
+        )
     with contextlib.ExitStack() as stack:
         # Everything that can be refused is, before the model loads and before OUT exists.
-        clip = stack.enter_context(vm.VideoReader(args.input))
+        clip = stack.enter_context(VideoReader(args.input))
         width, height = clip.info.width, clip.info.height
         background = None
         if args.background is not None:
             background = vm.load_background(args.background, width, height)
-            if isinstance(background, vm.VideoReader):
+            if isinstance(background, VideoReader):
                 stack.enter_context(background)
         plate = trimap = None
         if args.background_plate is not None:

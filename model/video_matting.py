@@ -327,7 +327,9 @@ def matte_stream(
     with tqdm(
         total=total, desc="matte", unit="frame", file=sys.stderr, disable=not progress
     ) as bar:
-        for frame, result in zip(colours, matte_frames(frames, step, smoothing=smoothing)):
+        for frame, result in zip(
+            colours, matte_frames(frames, step, smoothing=smoothing), strict=True
+        ):
             foreground = Matter.foreground(frame, result.trimap, result.alpha)
             writer.write(foreground, result.alpha)
             done += 1
