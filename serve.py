@@ -156,10 +156,18 @@ class _Guard:
     beyond it.
     """
 
-    def __init__(self, app, max_body: int, allowed_hosts: frozenset[str] | None = None):
+    def __init__(
+        self,
+        app,
+        max_body: int,
+        allowed_hosts: frozenset[str] | None = None,
+        path_limits: dict[str, int] | None = None,
+    ):
         self.app = app
         self.max_body = max_body
         self.allowed_hosts = allowed_hosts
+        # Paths whose bodies have their own cap (a clip upload is larger than three images).
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -178,12 +186,13 @@ class _Guard:
             await _error(403, problem)(scope, receive, send_with_headers)
             return
 
+        max_body = self.path_limits.get(scope["path"], self.max_body)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
             response = _error(
                 413,
                 f"request: body is {_megabytes(int(declared))}; the limit is"
-                f" {_megabytes(self.max_body)} for all uploads together",
+                f" {_megabytes(max_body)} for all uploads together",
             )
             await response(scope, receive, send_with_headers)
             return
@@ -195,7 +204,7 @@ class _Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     raise _BodyTooLarge
             return message
 
@@ -540,10 +549,11 @@ def create_app(
     app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gate = gate
     # Three uploads plus room for the text fields and multipart framing.
+    video_body = max_video_bytes + max_upload_bytes + MB  # a clip and its trimap
     app.add_middleware(
         _Guard,
-        # A clip and its trimap go in one body too.
-        max_body=max(len(FILE_FIELDS) * max_upload_bytes, max_video_bytes + max_upload_bytes) + MB,
+        max_body=len(FILE_FIELDS) * max_upload_bytes + MB,
+        path_limits={"/api/video": video_body},
         allowed_hosts=None if allowed_hosts is None else frozenset(allowed_hosts),
     )
 
@@ -552,8 +562,10 @@ def create_app(
         return _error(error.status, error.message, error.headers)
 
     @app.exception_handler(_BodyTooLarge)
-    async def body_too_large(_request: Request, _error_: _BodyTooLarge):
-        limit = max(len(FILE_FIELDS) * max_upload_bytes, max_video_bytes + max_upload_bytes) + MB
+    async def body_too_large(request: Request, _error_: _BodyTooLarge):
+        limit = len(FILE_FIELDS) * max_upload_bytes + MB
+        if request.url.path == "/api/video":
+            limit = video_body
         return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
 
     @app.exception_handler(ClientDisconnect)
