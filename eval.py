@@ -33,6 +33,16 @@ ours | ground truth)::
     python3 eval.py --evaluate scripts/data/test
     python3 eval.py --evaluate scripts/data/test --methods ours,closed-form --limit 10
 
+Video (.mp4 .mov .webm .mkv .avi in; OUT's kind from its name: .mov ProRes 4444 + alpha, .webm
+VP9 + alpha, .mp4 H.264 over --background, a folder of RGBA PNGs). Frame rate, frame count and
+audio are kept; ``--alpha`` also writes the matte as a video (see README, "Video")::
+
+    python3 eval.py clip.mp4 first_frame_trimap.png out.mov    # trimap carried forward
+    python3 eval.py clip.mp4 out.webm                           # automatic trimap per frame
+    python3 eval.py clip.mp4 out.mov --background-plate empty.png   # difference key (baseline)
+    python3 eval.py clip.mp4 out.mov --plate-frames 0:30        # plate = median of frames 0-29
+    python3 eval.py clip.mp4 out.mp4 --background beach.mp4 --alpha matte.mov
+
 The checkpoint defaults to the newest trained run under ``--log-dir``, else its ``pretrained/``.
 Bad input gives one line ``error: <file>: <problem>`` on stderr and exit status 2; a runtime
 failure gives exit status 1.
@@ -41,6 +51,7 @@ failure gives exit status 1.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from dataclasses import dataclass
@@ -50,7 +61,14 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.checkpoints import PRETRAINED, CheckpointError
-from model.cli import ArgumentParser, add_network_pixels, non_negative_int, positive_int
+from model.cli import (
+    ArgumentParser,
+    add_network_pixels,
+    first_interrupt_only,
+    fraction,
+    non_negative_int,
+    positive_int,
+)
 from model.errors import first_line
 from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
 from model.images import ImageError, check_trimap_header, read_image, read_trimap, write_bytes
@@ -68,6 +86,8 @@ from model.safe_paths import (
     check_writable,
     files_in,
 )
+from model.temporal import DEFAULT_MOTION, DEFAULT_SMOOTHING
+from model.video import VideoReader, is_video_path, output_kind
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -127,17 +147,49 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     outputs = parser.add_argument_group("extra outputs")
-    outputs.add_argument("--alpha", type=Path, help="also write the matte (16-bit grey PNG)")
+    outputs.add_argument(
+        "--alpha", type=Path, help="also write the matte (16-bit grey PNG; for a clip, a video)"
+    )
     outputs.add_argument(
         "--background",
-        metavar="COLOUR|IMAGE",
-        help="also composite onto a colour (0,255,0 or #00ff00) or an image: OUT_composite.png",
+        metavar="COLOUR|IMAGE|VIDEO",
+        help="also composite onto a colour (0,255,0 or #00ff00) or an image: OUT_composite.png;"
+        " for a clip, what an .mp4 OUT is composited over (a video too)",
     )
     outputs.add_argument(
         "--mask-threshold",
         type=unit_interval,
         metavar="T",
         help="also write alpha >= T as OUT_mask.png and the matte as OUT_soft_mask.png",
+    )
+
+    video = parser.add_argument_group("video (INPUT is a clip)")
+    video.add_argument(
+        "--background-plate",
+        type=Path,
+        metavar="PLATE",
+        help="photo of the empty scene; matted with the difference key (a baseline)",
+    )
+    video.add_argument(
+        "--plate-frames",
+        metavar="A:B",
+        help="the plate is the median of the clip's frames A to B-1, which show the empty scene",
+    )
+    video.add_argument(
+        "--smoothing",
+        type=fraction,
+        default=DEFAULT_SMOOTHING,
+        metavar="S",
+        help="blend alpha with the previous frame's where the picture is still, 0 = off"
+        " (default: %(default)s)",
+    )
+    video.add_argument(
+        "--motion",
+        type=fraction,
+        default=DEFAULT_MOTION,
+        metavar="F",
+        help="with a first-frame trimap: how far the subject may move per frame, as a fraction"
+        " of the shorter side (default: %(default)s)",
     )
 
     evaluation = parser.add_argument_group("evaluation")
@@ -327,6 +379,76 @@ def run_single(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_video(args: argparse.Namespace) -> int:
+    """``eval.py CLIP [TRIMAP] OUT``: matte a clip frame by frame (model/video_matting.py)."""
+    from model import video_matting as vm
+
+    if args.output is None:  # CLIP OUT: the second name is the output
+        args.trimap, args.output = None, args.trimap
+    if args.output is None:
+        raise UsageError("arguments: give CLIP OUT, or CLIP TRIMAP OUT")
+    if args.mask_threshold is not None:
+        raise UsageError("--mask-threshold: applies to photos, not to a clip")
+    modes = [args.trimap, args.background_plate, args.plate_frames]
+    if sum(mode is not None for mode in modes) > 1:
+        raise UsageError("arguments: give one of TRIMAP, --background-plate or --plate-frames")
+    for path in (args.output, args.alpha):
+        if path is not None:
+            output_kind(path)
+    inputs = [
+        ("the input clip", args.input),
+        ("the trimap", args.trimap),
+        ("the --background-plate image", args.background_plate),
+    ]
+    if args.background is not None and Path(args.background).is_file():
+        inputs.append(("the --background file", Path(args.background)))
+    check_not_inputs([("the output", args.output), ("--alpha", args.alpha)], inputs)
+    for path in (args.output, args.alpha):
+        if path is not None:
+            check_writable(path, folder=output_kind(path) == "png")
+    if (output_kind(args.output) == "mp4") != (args.background is not None):
+        raise UsageError(
+            "--background: give one for an .mp4 OUT (it has no alpha channel), and only then"
+        )
+    with contextlib.ExitStack() as stack:
+        # Everything that can be refused is, before the model loads and before OUT exists.
+        clip = stack.enter_context(VideoReader(args.input))
+        width, height = clip.info.width, clip.info.height
+        background = None
+        if args.background is not None:
+            background = vm.load_background(args.background, width, height)
+            if isinstance(background, VideoReader):
+                stack.enter_context(background)
+        plate = trimap = None
+        if args.background_plate is not None:
+            plate = read_image(args.background_plate)
+            vm.check_plate(plate, clip, args.background_plate)
+        elif args.plate_frames is not None:
+            try:
+                start, stop = vm.parse_frame_range(args.plate_frames)
+            except ValueError as error:
+                raise UsageError(f"--plate-frames: {error}") from None
+            plate = vm.median_plate(args.input, start, stop)
+        elif args.trimap is not None:
+            trimap = read_trimap(args.trimap, shape=(height, width))
+        step = vm.plate_step(plate) if plate is not None else None
+        if step is None:
+            matter = _load_matter(args)
+            if trimap is not None:
+                step = vm.TrimapPropagation(matter, trimap, motion=args.motion)
+            else:
+                from model.auto_trimap import load_saliency_model
+
+                step = vm.AutoTrimaps(matter, load_saliency_model())
+        writer = stack.enter_context(
+            vm.open_writer(clip, args.output, alpha_path=args.alpha, background=background)
+        )
+        with first_interrupt_only():
+            frames = vm.matte_stream(clip, writer, step, smoothing=args.smoothing)
+    print(f"wrote {frames} frames ({step.name}) to {args.output}", file=sys.stderr)
+    return 0
+
+
 def batch_jobs(args: argparse.Namespace) -> list[Job]:
     """One Job per image in the input folder, its trimap matched by stem (None if missing)."""
     if not args.trimap.is_dir():
@@ -435,6 +557,8 @@ def main(args: list[str] | None = None) -> int:
     try:
         if options.evaluate is not None:
             return run_evaluate(options)
+        if options.input is not None and is_video_path(options.input):
+            return run_video(options)
         if options.input is None or options.trimap is None or options.output is None:
             raise UsageError("arguments: give INPUT TRIMAP OUTPUT, or --evaluate DATA")
         if options.input.is_dir():

@@ -15,6 +15,8 @@ Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
     ``GET /api/health``  checkpoint, model config, limits and how busy the server is
     ``POST /api/matte``  multipart/form-data; see :func:`create_app` for the fields
+    ``POST /api/video``  a clip; answers a job id (``model/video_api.py`` for the fields)
+    ``GET /api/jobs/ID`` the job's progress; ``GET /api/jobs/ID/result`` the finished video
 
 The model is loaded once. Requests run in a pool of ``--workers`` threads; at most ``--queue``
 more may wait, and any request beyond that gets 503 at once, so memory stays bounded: each
@@ -64,6 +66,8 @@ from model.inference import (
     Matter,
 )
 from model.outputs import OUTPUTS, encode_outputs, parse_colour
+from model.temporal import DEFAULT_SMOOTHING
+from model.video_api import add_video_routes
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
@@ -152,10 +156,18 @@ class _Guard:
     beyond it.
     """
 
-    def __init__(self, app, max_body: int, allowed_hosts: frozenset[str] | None = None):
+    def __init__(
+        self,
+        app,
+        max_body: int,
+        allowed_hosts: frozenset[str] | None = None,
+        path_limits: dict[str, int] | None = None,
+    ):
         self.app = app
         self.max_body = max_body
         self.allowed_hosts = allowed_hosts
+        # Paths whose bodies have their own cap (a clip upload is larger than three images).
+        self.path_limits = path_limits or {}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -174,12 +186,13 @@ class _Guard:
             await _error(403, problem)(scope, receive, send_with_headers)
             return
 
+        max_body = self.path_limits.get(scope["path"], self.max_body)
         declared = headers.get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+        if declared is not None and declared.isdigit() and int(declared) > max_body:
             response = _error(
                 413,
                 f"request: body is {_megabytes(int(declared))}; the limit is"
-                f" {_megabytes(self.max_body)} for all uploads together",
+                f" {_megabytes(max_body)} for all uploads together",
             )
             await response(scope, receive, send_with_headers)
             return
@@ -191,7 +204,7 @@ class _Guard:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_body:
+                if received > max_body:
                     raise _BodyTooLarge
             return message
 
@@ -481,6 +494,9 @@ def create_app(
     workers: int = 1,
     body_timeout: float = 60.0,
     allowed_hosts: Collection[str] | None = None,
+    max_video_bytes: int = 50 * MB,
+    max_video_seconds: float = 30.0,
+    max_video_pixels: int = 1920 * 1080,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded model.
 
@@ -514,6 +530,8 @@ def create_app(
         ``composite`` with a background, else ``rgba``).
         ``format=json`` answers ``{"width", "height", "step", "seconds", "mask_threshold",
         "outputs": {name: base64 PNG}}``. Errors answer ``{"error": "<field>: <problem>"}``.
+    max_video_bytes, max_video_seconds, max_video_pixels
+        Limits of ``POST /api/video`` (413 beyond); see ``model/video_api.py``.
     """
     if workers < 1 or max_queue < 0:
         raise ValueError(f"need workers >= 1 and max_queue >= 0, got {workers}, {max_queue}")
@@ -524,15 +542,18 @@ def create_app(
     async def lifespan(_app):
         yield
         executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(video_jobs.close)
 
     # No Swagger page: it loads its scripts from a CDN, which the page's CSP (local only) blocks.
     # The schema is at /openapi.json.
     app = FastAPI(title="GAN matting", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.gate = gate
     # Three uploads plus room for the text fields and multipart framing.
+    video_body = max_video_bytes + max_upload_bytes + MB  # a clip and its trimap
     app.add_middleware(
         _Guard,
         max_body=len(FILE_FIELDS) * max_upload_bytes + MB,
+        path_limits={"/api/video": video_body},
         allowed_hosts=None if allowed_hosts is None else frozenset(allowed_hosts),
     )
 
@@ -541,8 +562,10 @@ def create_app(
         return _error(error.status, error.message, error.headers)
 
     @app.exception_handler(_BodyTooLarge)
-    async def body_too_large(_request: Request, _error_: _BodyTooLarge):
+    async def body_too_large(request: Request, _error_: _BodyTooLarge):
         limit = len(FILE_FIELDS) * max_upload_bytes + MB
+        if request.url.path == "/api/video":
+            limit = video_body
         return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
 
     @app.exception_handler(ClientDisconnect)
@@ -575,6 +598,14 @@ def create_app(
         return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/static", StaticFiles(directory=WEB_DIR), name="static")
+    video_jobs = add_video_routes(
+        app,
+        matter,
+        max_bytes=max_video_bytes,
+        max_seconds=max_video_seconds,
+        max_pixels=max_video_pixels,
+        smoothing=DEFAULT_SMOOTHING,
+    )
 
     @app.get("/api/health")
     async def health():
@@ -587,6 +618,9 @@ def create_app(
                 "queue": max_queue,
                 "max_upload_bytes": max_upload_bytes,
                 "max_pixels": max_pixels,
+                "max_video_bytes": max_video_bytes,
+                "max_video_seconds": max_video_seconds,
+                "max_video_pixels": max_video_pixels,
             },
             "outputs": list(OUTPUTS),
         }
@@ -677,6 +711,18 @@ def build_parser() -> ArgumentParser:
         help="largest image, width x height in millions of pixels (413 beyond)",
     )
     limits.add_argument(
+        "--max-video-mb", type=float, default=50.0, help="largest clip upload (413 beyond)"
+    )
+    limits.add_argument(
+        "--max-video-seconds", type=float, default=30.0, help="longest clip (413 beyond)"
+    )
+    limits.add_argument(
+        "--max-video-megapixels",
+        type=float,
+        default=2.1,
+        help="largest clip frame, width x height in millions of pixels (413 beyond; 1080p)",
+    )
+    limits.add_argument(
         "--body-timeout",
         type=float,
         default=60.0,
@@ -696,6 +742,9 @@ def _validate(args: argparse.Namespace) -> str | None:
         return f"--max-upload-mb: must be positive, got {args.max_upload_mb}"
     if not args.max_megapixels > 0:
         return f"--max-megapixels: must be positive, got {args.max_megapixels}"
+    for name in ("max_video_mb", "max_video_seconds", "max_video_megapixels"):
+        if not getattr(args, name) > 0:
+            return f"--{name.replace('_', '-')}: must be positive, got {getattr(args, name)}"
     if not args.body_timeout > 0:
         return f"--body-timeout: must be positive, got {args.body_timeout}"
     return None
@@ -770,6 +819,9 @@ def main(args: list[str] | None = None) -> int:
             workers=options.workers,
             body_timeout=options.body_timeout,
             allowed_hosts=allowed_host_names(options.host, options.allowed_host),
+            max_video_bytes=int(options.max_video_mb * MB),
+            max_video_seconds=options.max_video_seconds,
+            max_video_pixels=int(options.max_video_megapixels * 1_000_000),
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -96,3 +96,62 @@ def warm_up_pymatting(methods=METHODS) -> None:
     for method in methods:
         if method in METHODS:
             pymatting_alpha(method, image, trimap)
+
+
+DIFFERENCE_LOW = 0.04
+"""Colour distance to the plate (max over RGB) at or below which the difference key says 0."""
+
+DIFFERENCE_HIGH = 0.2
+"""Colour distance at or above which the difference key says 1."""
+
+
+def difference_key(
+    image: np.ndarray,
+    plate: np.ndarray,
+    *,
+    low: float = DIFFERENCE_LOW,
+    high: float = DIFFERENCE_HIGH,
+) -> np.ndarray:
+    """The classic difference matte: how far each pixel's colour is from the empty scene's.
+
+    .. math::
+
+        d = \\max_c |I_c - P_c|, \\qquad \\alpha = \\operatorname{clip}\\left(
+        \\frac{d - \\text{low}}{\\text{high} - \\text{low}}, 0, 1\\right)
+
+    The baseline that background-plate matting is measured against: no learning, so it cuts
+    holes wherever the subject's colour is close to the background's, and it keeps shadows and
+    noise that differ from the plate.
+
+    Parameters
+    ----------
+    image, plate : ndarray, float32, shape (H, W, 3), values in [0, 1]
+        A frame and the same scene without the subject (same camera, same size).
+    low, high : float
+        ``0 <= low < high``.
+
+    Returns
+    -------
+    ndarray, float32, shape (H, W), values in [0, 1]
+    """
+    if image.shape != plate.shape or image.ndim != 3:
+        raise ValueError(f"image {image.shape} and plate {plate.shape} must both be (H, W, 3)")
+    if not 0.0 <= low < high:
+        raise ValueError(f"need 0 <= low < high, not low {low} and high {high}")
+    distance = np.abs(image - plate).max(axis=2)
+    return np.clip((distance - low) / (high - low), 0.0, 1.0).astype(np.float32)
+
+
+class DifferenceKey:
+    """:func:`difference_key` behind the plate-matting interface ``predict_alpha(image, plate)``,
+    so the video pipeline runs it where a trained plate model would go."""
+
+    name = "difference key (baseline)"
+
+    def __init__(self, low: float = DIFFERENCE_LOW, high: float = DIFFERENCE_HIGH):
+        self.low = low
+        self.high = high
+
+    def predict_alpha(self, image: np.ndarray, plate: np.ndarray) -> np.ndarray:
+        """float32 (H, W) in [0, 1]; see :func:`difference_key`."""
+        return difference_key(image, plate, low=self.low, high=self.high)

@@ -8,8 +8,11 @@ project's convention is a single ``error: <what>: <problem>`` line and exit code
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from typing import NoReturn
 
 
@@ -70,3 +73,28 @@ def add_network_pixels(group: argparse._ArgumentGroup, default: int) -> None:
         help="run the network at about this many pixels and guided-upsample its matte; 0 runs"
         " it at full resolution (default: %(default)s)",
     )
+
+
+@contextlib.contextmanager
+def first_interrupt_only() -> Iterator[None]:
+    """Turn the first Ctrl-C into KeyboardInterrupt and ignore every later one.
+
+    An impatient user presses Ctrl-C again while the first one's cleanup (deleting a temp
+    file, closing an encoder) runs; a second KeyboardInterrupt there would leave the temp file
+    behind and print a traceback instead of the one-line message. Main thread only. After an
+    interrupt, SIGINT stays ignored: the process is on its way out.
+    """
+    interrupted = False
+
+    def handler(_signum, _frame):
+        nonlocal interrupted
+        interrupted = True
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        if not interrupted:
+            signal.signal(signal.SIGINT, previous)

@@ -392,6 +392,9 @@ def test_health(client, log_dir):
         "queue": 2,
         "max_upload_bytes": MAX_UPLOAD,
         "max_pixels": MAX_PIXELS,
+        "max_video_bytes": 50 * serve.MB,  # create_app's defaults
+        "max_video_seconds": 30.0,
+        "max_video_pixels": 1920 * 1080,
     }
 
 

@@ -298,3 +298,57 @@ def test_painted_trimap(server, driver, files, tmp_path):
     alpha = decode(blob_bytes(driver, "document.getElementById('download-rgba').href"))[..., 3]
     assert (alpha[grey == 255] == 255).all() and (alpha[grey == 0] == 0).all()
     save_artefact(driver, tmp_path, "serve_paint.png")
+
+
+def test_video_upload_progress_and_download(server, driver, tmp_path):
+    from test_video_matting import H, W, _truth, decode, make_clip
+
+    from model.compositing import trimap_from_alpha
+    from model.images import to_uint8
+
+    frames = 6
+    clip = make_clip(tmp_path / "tiny.mp4", frames=frames)
+    trimap = trimap_from_alpha(_truth(0), kernel_size=5)
+    write_png(tmp_path / "first.png", to_uint8(trimap))
+    open_page(driver, server)
+    driver.find_element(By.ID, "video-file").send_keys(str(clip))
+    driver.find_element(By.ID, "video-trimap-file").send_keys(str(tmp_path / "first.png"))
+    wait(driver, lambda d: d.find_element(By.ID, "video-run").is_enabled())
+    driver.execute_script(
+        """
+        window.videoProgressSeen = false;
+        const bar = document.getElementById("video-progress");
+        new MutationObserver(() => { if (!bar.hidden) window.videoProgressSeen = true; })
+          .observe(bar, {attributes: true});
+        """
+    )
+    driver.find_element(By.ID, "video-run").click()
+    wait(driver, lambda d: d.find_element(By.ID, "video-download").get_attribute("href"), 90)
+    error = driver.find_element(By.ID, "video-error")
+    assert not error.is_displayed(), error.text
+    assert driver.execute_script("return window.videoProgressSeen")
+    assert f"Done: {frames} frames" in driver.find_element(By.ID, "video-status").text
+
+    # The page's download is the job's WebM: every frame, the clip's size, the trimap clamped.
+    result = tmp_path / "result.webm"
+    result.write_bytes(blob_bytes(driver, "document.getElementById('video-download').href"))
+    decoded = decode(result)
+    assert len(decoded) == frames and decoded[0].shape == (H, W, 4)
+    alpha = decoded[0][..., 3]
+    assert alpha[trimap == 1].min() >= 250 and alpha[trimap == 0].max() <= 5
+    link = driver.find_element(By.ID, "video-download")
+    assert link.get_attribute("download") == "tiny-cutout.webm"
+    # Chromium itself can play it: the <video> element loads its metadata at the clip's size.
+    video = driver.find_element(By.ID, "video-result")
+    wait(driver, lambda d: d.execute_script("return arguments[0].readyState >= 1", video))
+    assert driver.execute_script("return arguments[0].videoWidth", video) == W
+    save_artefact(driver, tmp_path, "serve_video.png")
+
+    # A file that is not a video gets the server's one-line reason on the page.
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video\n")
+    driver.find_element(By.ID, "video-file").send_keys(str(bad))
+    wait(driver, lambda d: d.find_element(By.ID, "video-run").is_enabled())
+    driver.find_element(By.ID, "video-run").click()
+    wait(driver, lambda d: d.find_element(By.ID, "video-error").is_displayed())
+    assert "bad.mp4: not a readable video" in driver.find_element(By.ID, "video-error").text
