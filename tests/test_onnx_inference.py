@@ -73,6 +73,9 @@ def test_onnx_matter_matches_the_tensorflow_matter(exported, pair, kind, network
     assert matter.config == reference.config
     assert matter.device == "CPU (onnxruntime)"
     assert (matter.ref.path, matter.ref.step) == (onnx_path, 7)
+    channels = ["red", "green", "blue", "trimap"] + (["prior"] if kind == "prior" else [])
+    assert matter.generator.contract["input"]["channels"] == channels
+    assert matter.generator.contract["input"]["shape"] == [None, None, None, len(channels)]
     expected = reference.predict_alpha(image, trimap)
     alpha = matter.predict_alpha(image, trimap)
     assert np.abs(alpha - expected).max() <= ALPHA_TOLERANCE
