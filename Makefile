@@ -50,5 +50,5 @@ lint: install
 
 # Benchmarks are never part of the test run: each takes minutes and wants an idle machine.
 bench: install
-	@for name in combine download train eval serve; do \
+	@for name in combine download train eval video serve; do \
 		echo "== bench/$$name.py"; $(PY) bench/$$name.py || exit 1; done

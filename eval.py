@@ -10,6 +10,8 @@ regions clamped) and whose colours are the estimated foreground (pymatting
     python3 eval.py photo.jpg trimap.png out.png --background '#00ff00'
     python3 eval.py photo.jpg trimap.png out.png --background beach.jpg
     python3 eval.py photo.jpg trimap.png out.png --network-pixels 0   # network at full size
+    python3 eval.py photo.jpg trimap.png out.png --checkpoint m.onnx  # onnxruntime, no TensorFlow
+    python3 eval.py photo.jpg trimap.png out.png --verbose   # name the checkpoint and device
 
 The network runs on the window around the trimap's unknown region, at a working resolution of
 at most ``--network-pixels`` (384 x 384 by default); a guided filter guided by the
@@ -52,13 +54,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-
-# Before TensorFlow is imported (lazily, by model.inference): keep its start-up chatter quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.checkpoints import PRETRAINED, CheckpointError
 from model.cli import (
@@ -87,6 +85,7 @@ from model.safe_paths import (
     files_in,
 )
 from model.temporal import DEFAULT_MOTION, DEFAULT_SMOOTHING
+from model.tf_startup import install as quiet_tensorflow
 from model.video import VideoReader, is_video_path, output_kind
 
 BAD_INPUT = 2
@@ -120,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--checkpoint",
         default="-1",
-        help="-1 newest, -2 the one before, N the step, or a path (default: -1)",
+        help="-1 newest, -2 the one before, N the step, a path, or an exported .onnx file"
+        " (run by onnxruntime; default: -1)",
     )
     model.add_argument(
         "--log-dir", type=Path, default=Path("log"), help="runs folder (default: log)"
@@ -144,6 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=non_negative_int,
         default=DEFAULT_OVERLAP,
         help="pixels shared by neighbouring tiles (default: %(default)s)",
+    )
+
+    model.add_argument(
+        "--verbose",
+        action="store_true",
+        help="say on stderr which checkpoint runs on which device (CPU or GPU)",
     )
 
     outputs = parser.add_argument_group("extra outputs")
@@ -247,7 +253,7 @@ def _is_png_name(path: Path) -> bool:
 def _load_matter(args: argparse.Namespace):
     from model.inference import Matter
 
-    return Matter.load(
+    matter = Matter.load(
         args.checkpoint,
         args.log_dir,
         network_pixels=args.network_pixels,
@@ -255,6 +261,10 @@ def _load_matter(args: argparse.Namespace):
         tile=args.tile,
         overlap=args.overlap,
     )
+    if args.verbose:
+        ref = matter.ref
+        print(f"model: {ref.path} (step {ref.step}) on {matter.device}", file=sys.stderr)
+    return matter
 
 
 def job_outputs(job: Job, background: bool, threshold: bool) -> dict[str, Path]:
@@ -479,7 +489,7 @@ def run_batch(args: argparse.Namespace) -> int:
     background = _check_common(args)
     matter = _load_matter(args)
     failures = {}
-    for job in tqdm(jobs, desc="cut out", unit="image", file=sys.stderr):
+    for job in tqdm(jobs, desc=f"cut out on {matter.device}", unit="image", file=sys.stderr):
         try:
             process(job, matter, background, args.mask_threshold)
         except ImageError as error:
@@ -554,6 +564,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(args)
+    # Before anything imports TensorFlow (lazily, with the model): its notices stay off stderr.
+    quiet_tensorflow()
     try:
         if options.evaluate is not None:
             return run_evaluate(options)

@@ -27,12 +27,8 @@ a failure inside the network gives exit status 1. A progress bar shows for sever
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
-
-# Before TensorFlow is imported (lazily, with the model): keep its start-up chatter quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from model.auto_trimap import (
     DEFAULT_BACKGROUND,
@@ -45,6 +41,7 @@ from model.auto_trimap import (
 )
 from model.cli import ArgumentParser
 from model.images import ImageError, read_image, trimap_to_uint8, write_png
+from model.tf_startup import install as quiet_tensorflow
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -204,6 +201,7 @@ def run(options: argparse.Namespace) -> int:
 
 def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
+    quiet_tensorflow()  # before the saliency model imports TensorFlow: notices off stderr
     try:
         return run(options)
     except (SaliencyWeightsError, UsageError) as error:

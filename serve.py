@@ -4,6 +4,7 @@ Usage::
 
     python3 serve.py                                  # newest checkpoint on http://127.0.0.1:5003/
     python3 serve.py --checkpoint 12000 --port 8080   # the checkpoint saved at step 12000
+    python3 serve.py --checkpoint m.onnx              # onnxruntime, without TensorFlow
     python3 serve.py --log-dir log --workers 2 --queue 16 --max-upload-mb 50
     python3 serve.py --host 0.0.0.0                   # reachable from other machines (no auth!)
 
@@ -13,7 +14,7 @@ Usage::
 
 Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
-    ``GET /api/health``  checkpoint, model config, limits and how busy the server is
+    ``GET /api/health``  checkpoint, model config, device, limits and how busy the server is
     ``POST /api/matte``  multipart/form-data; see :func:`create_app` for the fields
     ``POST /api/video``  a clip; answers a job id (``model/video_api.py`` for the fields)
     ``GET /api/jobs/ID`` the job's progress; ``GET /api/jobs/ID/result`` the finished video
@@ -67,6 +68,7 @@ from model.inference import (
 )
 from model.outputs import OUTPUTS, encode_outputs, parse_colour
 from model.temporal import DEFAULT_SMOOTHING
+from model.tf_startup import install as quiet_tensorflow
 from model.video_api import add_video_routes
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
@@ -482,6 +484,7 @@ def _describe_matter(matter) -> dict:
         "checkpoint": str(ref.path) if ref is not None else None,
         "step": ref.step if ref is not None else None,
         "model": matter.config.to_dict(),
+        "device": matter.device,
     }
 
 
@@ -782,6 +785,7 @@ def _bind(host: str, port: int) -> socket.socket:
 
 def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
+    quiet_tensorflow()
     problem = _validate(options)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -826,7 +830,7 @@ def main(args: list[str] | None = None) -> int:
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
         print(
-            f"serving checkpoint {matter.ref.path} (step {matter.ref.step})"
+            f"serving checkpoint {matter.ref.path} (step {matter.ref.step}, {matter.device})"
             f" on http://{shown}:{port}/",
             flush=True,
         )

@@ -30,10 +30,10 @@ Ctrl-C or SIGTERM stops after the current step, saves a checkpoint there and exi
 
 from __future__ import annotations
 
-import os
+# ruff: noqa: E402 -- the imports below load TensorFlow, so its start-up must be quieted first.
+from model.tf_startup import install as quiet_tensorflow
 
-# Quiet TensorFlow's C++ start-up log; it reads this once, when imported below.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+quiet_tensorflow()
 
 import argparse
 import dataclasses

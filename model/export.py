@@ -130,8 +130,8 @@ def serving_model(generator: keras.Model) -> keras.Model:
     return clone
 
 
-def _input_spec(size: tuple[int, int] | None) -> tf.TensorSpec:
-    shape = (1, *size, 4) if size else (None, None, None, 4)
+def _input_spec(size: tuple[int, int] | None, channels: int) -> tf.TensorSpec:
+    shape = (1, *size, channels) if size else (None, None, None, channels)
     return tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
 
 
@@ -165,13 +165,14 @@ def _save_keras(generator: keras.Model, target: Path) -> None:
 
 
 def _save_savedmodel(generator: keras.Model, target: Path, size) -> None:
+    channels = generator.input_shape[-1]
     model = serving_model(generator)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         SIGNATURE,
         lambda batch: {OUTPUT_NAME: model(batch, training=False)},
-        input_signature=[_input_spec(size)],
+        input_signature=[_input_spec(size, channels)],
     )
     archive.write_out(str(target), verbose=False)
 
@@ -192,7 +193,7 @@ def _save_onnx(generator: keras.Model, target: Path, size) -> None:
                 str(target),
                 format="onnx",
                 verbose=False,
-                input_signature=[_input_spec(size)],
+                input_signature=[_input_spec(size, generator.input_shape[-1])],
                 opset_version=ONNX_OPSET,
             )
     finally:
@@ -259,7 +260,8 @@ def export_generator(
     Parameters
     ----------
     generator : keras.Model
-        ``(B, H, W, 4) -> (B, H, W, 1)`` from ``model.networks.build_generator``.
+        ``(B, H, W, C) -> (B, H, W, 1)`` from ``model.networks.build_generator``; C is 4, or 5
+        with a prior.
     config : ModelConfig
         Its architecture (the contract records it and its spatial multiple).
     fmt : {"keras", "savedmodel", "onnx", "tflite"}
@@ -303,6 +305,7 @@ def export_generator(
         source=source,
         precision="float16" if fp16 else "float32",
         exported_with=_versions(fmt),
+        prior=config.prior is not None,
     )
     with atomic_path(contract_path(out)) as temp:
         temp.write_text(json.dumps(contract, indent=2) + "\n", encoding="utf-8")

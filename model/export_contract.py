@@ -17,6 +17,7 @@ Contract (``contract_version`` 1)::
       "input":  {"name": "rgb_trimap", "dtype": "float32", "layout": "NHWC",
                  "shape": [null, null, null, 4],
                  "channels": ["red", "green", "blue", "trimap"], "range": [0.0, 1.0],
+                 # ... "prior" as a fifth channel (shape [..., 5]) for a generator with one
                  "normalisation": "..."},
       "output": {"name": "alpha", "dtype": "float32", "layout": "NHWC",
                  "shape": [null, null, null, 1], "channels": ["alpha"], "range": [0.0, 1.0],
@@ -44,9 +45,12 @@ INPUT_NAME = "rgb_trimap"
 OUTPUT_NAME = "alpha"
 SIGNATURE = "serving_default"
 INPUT_CHANNELS = ("red", "green", "blue", "trimap")
+PRIOR_CHANNEL = "prior"
+"""Fifth input channel of a generator with a prior (``ModelConfig.prior``)."""
 NORMALISATION = (
     "red, green, blue: sRGB values divided by 255 (no mean or std); trimap: 0 background,"
-    " 0.5 unknown, 1 foreground (the 8-bit levels 0, 128, 255)"
+    " 0.5 unknown, 1 foreground (the 8-bit levels 0, 128, 255); prior, when present: the"
+    " closed-form matte in [0, 1] of the same pixels (model.classical.closed_form_prior)"
 )
 PREPROCESS = (
     "pad height and width up to multiples of spatial_multiple by reflection at the bottom and"
@@ -111,8 +115,13 @@ def make_contract(
     source: dict[str, Any] | None,
     precision: str = "float32",
     exported_with: dict[str, Any] | None = None,
+    prior: bool = False,
 ) -> dict[str, Any]:
-    """The contract of one generator export (see the module docstring for the fields)."""
+    """The contract of one generator export (see the module docstring for the fields).
+
+    ``prior``: the generator takes a fifth input channel, the classical prior.
+    """
+    channels = [*INPUT_CHANNELS, PRIOR_CHANNEL] if prior else list(INPUT_CHANNELS)
     batch = 1 if size else None
     height, width = size if size else (None, None)
     contract = {
@@ -125,8 +134,8 @@ def make_contract(
             "name": INPUT_NAME,
             "dtype": "float32",
             "layout": "NHWC",
-            "shape": [batch, height, width, len(INPUT_CHANNELS)],
-            "channels": list(INPUT_CHANNELS),
+            "shape": [batch, height, width, len(channels)],
+            "channels": channels,
             "range": [0.0, 1.0],
             "normalisation": NORMALISATION,
         },

@@ -45,6 +45,7 @@ import dataclasses
 import gc
 import logging
 import math
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -235,8 +236,10 @@ class Matter:
 
     Parameters
     ----------
-    generator : keras.Model
-        ``(1, H, W, 4) -> (1, H, W, 1)`` as built by ``model.networks.build_generator``.
+    generator : keras.Model or callable
+        ``(1, H, W, C) -> (1, H, W, 1)`` as built by ``model.networks.build_generator`` (C = 4,
+        or 5 with a prior), run in a ``tf.function``; or any numpy callable with that signature,
+        such as ``model.onnx_runner.OnnxGenerator``, which then runs without TensorFlow.
     config : ModelConfig
         Its architecture; ``config.multiple`` sets the padding.
     ref : CheckpointRef, optional
@@ -248,6 +251,12 @@ class Matter:
         Padded images up to this many pixels run in one pass; larger ones are tiled.
     tile, overlap : int
         Tile side (rounded up to ``config.multiple``) and the overlap between neighbours.
+
+    Attributes
+    ----------
+    device : str
+        What the network runs on, for start lines: ``"CPU"``, ``"GPU:0 (NVIDIA H200)"`` or
+        ``"CPU (onnxruntime)"``.
 
     Notes
     -----
@@ -267,8 +276,6 @@ class Matter:
         tile: int = DEFAULT_TILE,
         overlap: int = DEFAULT_OVERLAP,
     ):
-        import tensorflow as tf
-
         multiple = config.multiple
         tile = _round_up(max(tile, multiple), multiple)
         if network_pixels < 0:
@@ -288,9 +295,21 @@ class Matter:
         # Input shapes the network has run at; each new one costs a trace (seconds), which a
         # benchmark or an evaluation should not time.
         self.traced_shapes: set[tuple[int, ...]] = set()
-        # autograph=False: a functional Keras model has no Python control flow to convert.
-        self._forward = tf.function(lambda batch: generator(batch, training=False), autograph=False)
-        tf.get_logger().addFilter(_expected_retracing)
+        keras = sys.modules.get("keras")
+        if keras is not None and isinstance(generator, keras.Model):
+            import tensorflow as tf
+
+            from model.tf_startup import start_runtime
+
+            self.device = start_runtime()
+            # autograph=False: a functional Keras model has no Python control flow to convert.
+            self._forward = tf.function(
+                lambda batch: generator(batch, training=False), autograph=False
+            )
+            tf.get_logger().addFilter(_expected_retracing)
+        else:
+            self.device = getattr(generator, "device", "CPU")
+            self._forward = generator
 
     @classmethod
     def load(cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", **options) -> Matter:
@@ -302,6 +321,8 @@ class Matter:
             ``-1`` newest, ``-k`` k-th newest, ``N >= 0`` saved at step N, or a path; see
             ``model.checkpoints.resolve_checkpoint`` (newest trained run, else
             ``log_dir/pretrained``).
+            A path ending in ``.onnx`` is an export (``scripts/export.py --format onnx``), run
+            by onnxruntime without importing TensorFlow (``model.onnx_runner``).
         log_dir : path
         **options
             ``network_pixels``, ``max_pixels``, ``tile``, ``overlap`` for :class:`Matter`.
@@ -310,8 +331,18 @@ class Matter:
         ------
         CheckpointError
             No such checkpoint, an unreadable one, or one saved from another architecture than
-            its ``config.json`` describes; the message is one line naming the file.
+            its ``config.json`` describes; for ``.onnx``, a missing or inconsistent contract, a
+            fixed-size export or no onnxruntime. The message is one line naming the file.
         """
+        if str(checkpoint).lower().endswith(".onnx"):
+            try:
+                from model.onnx_runner import load_for_matting
+            except ModuleNotFoundError as error:
+                raise CheckpointError(
+                    f"{checkpoint}: running an .onnx model needs {error.name}:"
+                    " pip install -e '.[onnx]'"
+                ) from None
+            return cls(*load_for_matting(checkpoint), **options)
         ref = resolve_checkpoint(checkpoint, log_dir)
         config, _ = read_run_config(ref.run_dir)
         generator = restore_generator(ref, config)
@@ -420,7 +451,7 @@ class Matter:
     def _run(self, batch: np.ndarray) -> np.ndarray:
         """(1, h, w, C) float32 -> (h, w) float32 alpha, unclamped."""
         self.traced_shapes.add(batch.shape)
-        return self._forward(batch).numpy()[0, :, :, 0]
+        return np.asarray(self._forward(batch))[0, :, :, 0]
 
     def _tile_windows(self, height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
         multiple = self.config.multiple
@@ -473,7 +504,9 @@ def restore_generator(ref: CheckpointRef, config) -> Any:
     import tensorflow as tf
 
     from model.networks import build_generator
+    from model.tf_startup import start_runtime
 
+    start_runtime()  # before the first variable: quietly, wherever the runtime logs its devices
     # The weights come from the checkpoint; never download ImageNet weights just to overwrite them.
     generator = build_generator(dataclasses.replace(config, encoder_weights=None))
     checkpoint = tf.train.Checkpoint(generator=generator)

@@ -1,6 +1,7 @@
 """Run an exported generator with onnxruntime, without TensorFlow.
 
-Imports only numpy, onnxruntime and the standard library (``model.export_contract``), so a
+Imports only numpy, onnxruntime and the standard library (``model.export_contract``,
+``model.checkpoints``; ``model.networks.config`` for :func:`load_for_matting`), so a
 server or a command that only needs alpha mattes starts in a fraction of TensorFlow's time and
 memory. The ``.onnx`` file comes from ``scripts/export.py --format onnx`` with its contract
 ``m.onnx.json`` beside it; the contract says the tensor names, the spatial multiple and any
@@ -10,6 +11,7 @@ Example
 -------
 >>> network = OnnxGenerator("m.onnx")
 >>> batch = np.zeros((1, 384, 384, 4), np.float32)   # RGB in [0, 1] ++ trimap {0, 0.5, 1}
+...                                                   # (++ prior: 5 channels, see .channels)
 >>> alpha = network(batch)                            # (1, 384, 384, 1) float32 in [0, 1]
 """
 
@@ -22,11 +24,12 @@ from typing import Any
 import numpy as np
 import onnxruntime
 
-from model.export_contract import ContractError, read_contract
+from model.checkpoints import CheckpointError, CheckpointRef
+from model.export_contract import ContractError, contract_path, read_contract
 
 
 class OnnxGenerator:
-    """An exported generator: ``(B, H, W, 4) float32 -> (B, H, W, 1) float32`` alpha.
+    """An exported generator: ``(B, H, W, C) float32 -> (B, H, W, 1) float32`` alpha.
 
     Parameters
     ----------
@@ -39,10 +42,14 @@ class OnnxGenerator:
     ----------
     contract : dict
         The export contract (``model.export_contract``).
+    channels : int
+        C: 4 (RGB, trimap), or 5 for a generator with a prior (the contract's input channels).
     multiple : int
         Input height and width must be multiples of this.
     size : (H, W) or None
         The one input size of a fixed-size export.
+    device : str
+        Where it runs, for start lines: onnxruntime's CPU execution provider.
 
     Raises
     ------
@@ -57,6 +64,8 @@ class OnnxGenerator:
             raise ContractError(f"{self.path}: no such file")
         self.contract: dict[str, Any] = read_contract(self.path, "onnx")
         self.multiple: int = self.contract["spatial_multiple"]
+        self.device = "CPU (onnxruntime)"
+        self.channels: int = len(self.contract["input"].get("channels") or ()) or 4
         size = self.contract["size"]
         self.size: tuple[int, int] | None = tuple(size) if size else None
         self._input = self.contract["input"]["name"]
@@ -83,8 +92,8 @@ class OnnxGenerator:
 
     def check_batch(self, batch: np.ndarray) -> None:
         """Raise ValueError unless ``batch`` is what the contract accepts."""
-        if batch.ndim != 4 or batch.shape[3] != 4:
-            raise ValueError(f"batch must be (B, H, W, 4), got shape {batch.shape}")
+        if batch.ndim != 4 or batch.shape[3] != self.channels:
+            raise ValueError(f"batch must be (B, H, W, {self.channels}), got shape {batch.shape}")
         height, width = batch.shape[1:3]
         if self.size is not None and (height, width) != self.size:
             raise ValueError(
@@ -101,8 +110,9 @@ class OnnxGenerator:
 
         Parameters
         ----------
-        batch : ndarray, float32, shape (B, H, W, 4)
-            RGB in [0, 1] then the trimap in {0, 0.5, 1}; H and W multiples of ``multiple``.
+        batch : ndarray, float32, shape (B, H, W, C)
+            RGB in [0, 1], the trimap in {0, 0.5, 1} and, for C = 5, the prior in [0, 1]; H and
+            W multiples of ``multiple``.
 
         Returns
         -------
@@ -112,3 +122,42 @@ class OnnxGenerator:
         self.check_batch(batch)
         (alpha,) = self._session.run([self._output], {self._input: batch})
         return alpha
+
+
+def load_for_matting(path: str | os.PathLike) -> tuple[OnnxGenerator, Any, CheckpointRef]:
+    """The generator, its ``ModelConfig`` and a ``CheckpointRef`` for ``model.inference.Matter``.
+
+    The config comes from the contract's ``model_config``; the ref names the ``.onnx`` file,
+    with the step of the checkpoint it was exported from (0 if the contract does not say).
+
+    Raises
+    ------
+    CheckpointError
+        Everything :class:`OnnxGenerator` raises as ContractError, a contract without a valid
+        model config, or a fixed-size export: a Matter runs windows of every size.
+    """
+    from model.networks.config import ModelConfig  # plain data: no Keras, no TensorFlow
+
+    try:
+        network = OnnxGenerator(path)
+    except ContractError as error:
+        raise CheckpointError(str(error)) from None
+    if network.size is not None:
+        height, width = network.size
+        raise CheckpointError(
+            f"{network.path}: exported for {height}x{width} inputs only; cut-outs need every"
+            " size, so export it without --size"
+        )
+    try:
+        config = ModelConfig.from_dict(network.contract["model_config"])
+    except (KeyError, TypeError, ValueError) as error:
+        where = contract_path(network.path)
+        raise CheckpointError(f"{where}: no usable model_config ({error})") from None
+    if config.input_channels != network.channels:
+        raise CheckpointError(
+            f"{network.path}: takes {network.channels} input channels, but its model_config"
+            f" describes {config.input_channels}"
+        )
+    source = network.contract.get("source") or {}
+    step = source.get("step") if isinstance(source.get("step"), int) else 0
+    return network, config, CheckpointRef(network.path, network.path.parent, step)

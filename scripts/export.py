@@ -17,20 +17,14 @@ The onnx format needs the converters of requirements-export.txt (tf2onnx, onnx).
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+import argparse
 import sys
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import argparse
 
 from model.checkpoints import CheckpointError, resolve_checkpoint
 from model.cli import ArgumentParser
 from model.export_contract import FORMATS, ExportError, check_request, contract_path
+from model.tf_startup import install as quiet_tensorflow
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -88,6 +82,7 @@ def main(args: argparse.Namespace) -> int:
     except (CheckpointError, ExportError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
+    quiet_tensorflow()
     from model.export import checkpoint_source, export_generator, load_generator
 
     try:

@@ -341,6 +341,7 @@ class _Blocking:
         self._matter = matter
         self.ref = matter.ref
         self.config = matter.config
+        self.device = matter.device
         self.release = threading.Event()
 
     def predict_alpha(self, image, trimap):

@@ -21,9 +21,26 @@ Example
 >>> discriminator = build_discriminator(cfg)    # (B, H, W, 4) -> (B, H/4, W/4, 1)
 """
 
+from __future__ import annotations
+
 from model.networks.config import ENCODERS, MOBILENET_MULTIPLE, NORMS, ModelConfig
-from model.networks.discriminator import build_discriminator
-from model.networks.generator import build_generator, clamp_known
+
+# The builders import Keras, and with it TensorFlow (seconds); ModelConfig alone must not, so a
+# run's config.json can be read by a TensorFlow-free command (the onnxruntime path of eval.py).
+_BUILDERS = {
+    "build_discriminator": "model.networks.discriminator",
+    "build_generator": "model.networks.generator",
+    "clamp_known": "model.networks.generator",
+}
+
+
+def __getattr__(name: str):
+    if name in _BUILDERS:
+        import importlib
+
+        return getattr(importlib.import_module(_BUILDERS[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ENCODERS",
