@@ -287,7 +287,11 @@ class AutoTrimapper:
         SaliencyWeightsError
             At the first call, when the file is not U²-Net-p weights.
         """
+        return trimap_from_saliency(self.saliency(image), **self.settings)
+
+    def saliency(self, image: np.ndarray) -> np.ndarray:
+        """:func:`saliency_map` of ``image``: float32 (H, W) in [0, 1]."""
         with self._lock:
             if self._model is None:
                 self._model = load_saliency_model(self.weights)
-            return auto_trimap(self._model, image, **self.settings)
+            return saliency_map(self._model, image)
