@@ -41,7 +41,10 @@ demo: install
 		--val-every 30 --max-val-samples 4 --image-every 30
 	$(PY) eval.py docs/demo/photo.png docs/demo/trimap.png $(DEMO)/cutout.png \
 		--checkpoint log/pretrained --alpha $(DEMO)/cutout_alpha.png
+	$(PY) eval.py docs/demo/astronaut.jpg $(DEMO)/astronaut.png --checkpoint log/pretrained \
+		--save-trimap $(DEMO)/astronaut_trimap.png
 	@echo "demo: RGBA cut-out in $(DEMO)/cutout.png (matte: $(DEMO)/cutout_alpha.png);" \
+		"image-only cut-out of a photograph in $(DEMO)/astronaut.png;" \
 		"tiny training runs in $(DEMO)/log/"
 
 lint: install

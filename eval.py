@@ -1,8 +1,8 @@
 """Cut out the foreground of photos with a trained matting model, or evaluate the model.
 
-One image: writes OUT as an RGBA PNG whose alpha is the predicted matte (the trimap's known
-regions clamped) and whose colours are the estimated foreground (pymatting
-``estimate_foreground_ml``), so no fringe of the old background remains::
+One image: ``eval.py IMG [TRIMAP] OUT`` writes OUT as an RGBA PNG whose alpha is the predicted
+matte (the trimap's known regions clamped) and whose colours are the estimated foreground
+(pymatting ``estimate_foreground_ml``), so no fringe of the old background remains::
 
     python3 eval.py photo.jpg trimap.png out.png
     python3 eval.py photo.jpg trimap.png out.png --checkpoint -2 --alpha matte.png
@@ -13,6 +13,16 @@ regions clamped) and whose colours are the estimated foreground (pymatting
     python3 eval.py photo.jpg trimap.png out.png --checkpoint m.onnx  # onnxruntime, no TensorFlow
     python3 eval.py photo.jpg trimap.png out.png --verbose   # name the checkpoint and device
 
+Without a trimap (two file arguments, ``IMG OUT``) the trimap is made automatically from the
+U²-Net-p saliency network, as ``generate_trimaps.py`` makes it, and the matting model still
+pulls the matte: a true matte, not a mask. ``--save-trimap`` keeps that trimap (to correct it
+and run again with it); ``--only-mask`` (rembg's ``-om``) writes the matte as OUT instead of
+the cut-out, or with ``--mask-threshold`` the binary mask::
+
+    python3 eval.py photo.jpg out.png
+    python3 eval.py photo.jpg out.png --save-trimap photo_trimap.png --trimap-band 0.04
+    python3 eval.py photo.jpg matte.png --only-mask
+
 The network runs on the window around the trimap's unknown region, at a working resolution of
 at most ``--network-pixels`` (384 x 384 by default); a guided filter guided by the
 full-resolution photo brings the matte back to full size.
@@ -22,10 +32,12 @@ Extra outputs sit beside OUT: ``--background`` writes ``<OUT stem>_composite.png
 (the matte, 8-bit grey).
 
 Batch mode: give folders. Trimaps are matched to images by file stem; outputs are
-``OUT/<stem>.png`` (and ``--alpha`` names a folder too). A bad file is reported and skipped;
-the exit status is non-zero at the end if any failed::
+``OUT/<stem>.png`` (and ``--alpha`` and ``--save-trimap`` name folders too). With two folders
+there are no trimaps and every image gets an automatic one. A bad file is reported and
+skipped; the exit status is non-zero at the end if any failed::
 
     python3 eval.py photos/ trimaps/ cutouts/ --alpha mattes/
+    python3 eval.py photos/ cutouts/ --save-trimap trimaps/
 
 Evaluation on any folder with ``image/``, ``trimap/`` and ``alpha/`` (matched by stem): prints
 mean SAD, MSE x 10^-3, Grad, Conn and seconds per image for the model and pymatting's
@@ -58,14 +70,20 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from model.auto_trimap import AutoTrimapper, SaliencyWeightsError, is_trimap_name
 from model.checkpoints import PRETRAINED, CheckpointError
 from model.cli import (
     ArgumentParser,
+    add_auto_trimap_options,
     add_network_pixels,
+    auto_trimap_settings,
     first_interrupt_only,
     fraction,
     non_negative_int,
     positive_int,
+    unit_interval,
 )
 from model.errors import first_line
 from model.evaluation import IMAGE_SUFFIXES, METHODS, EvaluationError, images_by_stem
@@ -90,17 +108,8 @@ from model.video import VideoReader, is_video_path, output_kind
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {value}")
-    return value
+TRIMAP_VALUE = 128
+"""The unknown grey of a trimap on disk."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,9 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=__doc__.split("\n", 2)[2],
     )
-    files = parser.add_argument_group("files (a file each, or three folders for batch mode)")
+    files = parser.add_argument_group(
+        "files: IMG [TRIMAP] OUT, a file each or folders for batch mode; without TRIMAP the"
+        " trimap is automatic"
+    )
     files.add_argument("input", nargs="?", type=Path, help="photo (or a folder of photos)")
-    files.add_argument("trimap", nargs="?", type=Path, help="trimap 0/128/255 (or a folder)")
+    files.add_argument(
+        "trimap", nargs="?", type=Path, help="trimap 0/128/255 (or a folder); optional"
+    )
     files.add_argument("output", nargs="?", type=Path, help="RGBA PNG to write (or a folder)")
 
     model = parser.add_argument_group("model")
@@ -167,6 +181,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=unit_interval,
         metavar="T",
         help="also write alpha >= T as OUT_mask.png and the matte as OUT_soft_mask.png",
+    )
+    outputs.add_argument(
+        "--only-mask",
+        "-om",
+        action="store_true",
+        help="write the matte (8-bit grey) as OUT instead of the cut-out; with --mask-threshold"
+        " the binary mask",
+    )
+    outputs.add_argument(
+        "--save-trimap",
+        type=Path,
+        metavar="PATH",
+        help="also write the trimap used (the automatic one without TRIMAP; a folder in batch"
+        " mode)",
+    )
+
+    add_auto_trimap_options(
+        parser.add_argument_group("automatic trimap (without TRIMAP; see generate_trimaps.py)"),
+        prefix="trimap-",
     )
 
     video = parser.add_argument_group("video (INPUT is a clip)")
@@ -236,6 +269,7 @@ class Job:
     trimap: Path | None
     output: Path
     alpha: Path | None
+    saved_trimap: Path | None = None
 
 
 def extra_paths(output: Path) -> dict[str, Path]:
@@ -244,6 +278,23 @@ def extra_paths(output: Path) -> dict[str, Path]:
         kind: output.with_name(f"{output.stem}_{kind}.png")
         for kind in ("composite", "mask", "soft_mask")
     }
+
+
+def _refuse_trimap_as_output(path: Path) -> None:
+    """With two file arguments the second is OUT; refuse it when it is a trimap, which is what
+    ``eval.py IMG TRIMAP`` (OUT forgotten) would otherwise overwrite with the cut-out."""
+    if is_trimap_name(path) and path.exists():
+        raise UsageError(f"{path}: is a trimap, not overwritten; give IMG TRIMAP OUT")
+    if path.is_file():
+        from PIL import Image
+
+        try:
+            with Image.open(path) as image:
+                values = set(np.unique(np.asarray(image))) if image.mode == "L" else set()
+        except OSError:  # not an image: an earlier output or not ours to judge; OUT may replace it
+            return
+        if TRIMAP_VALUE in values and values <= {0, TRIMAP_VALUE, 255}:
+            raise UsageError(f"{path}: looks like a trimap, not overwritten; give IMG TRIMAP OUT")
 
 
 def _is_png_name(path: Path) -> bool:
@@ -267,29 +318,35 @@ def _load_matter(args: argparse.Namespace):
     return matter
 
 
-def job_outputs(job: Job, background: bool, threshold: bool) -> dict[str, Path]:
+def job_outputs(job: Job, options: Outputs) -> dict[str, Path]:
     """The files one job writes, by output kind ("rgba", "alpha", "composite", "mask", ...)."""
-    paths = {"rgba": job.output, "alpha": job.alpha, **extra_paths(job.output)}
-    names = ["rgba"]
+    if options.only_mask:
+        paths = {"mask" if options.threshold is not None else "soft_mask": job.output}
+    else:
+        extras = extra_paths(job.output)
+        paths = {"rgba": job.output}
+        if options.background is not None:
+            paths["composite"] = extras["composite"]
+        if options.threshold is not None:
+            paths.update(mask=extras["mask"], soft_mask=extras["soft_mask"])
     if job.alpha is not None:
-        names.append("alpha")
-    if background:
-        names.append("composite")
-    if threshold:
-        names += ["mask", "soft_mask"]
-    return {name: paths[name] for name in names}
+        paths["alpha"] = job.alpha
+    if job.saved_trimap is not None:
+        paths["trimap"] = job.saved_trimap
+    return paths
 
 
 OUTPUT_LABELS = {
     "rgba": "the output",
     "alpha": "--alpha",
     "composite": "--background's composite",
-    "mask": "--mask-threshold's mask",
-    "soft_mask": "--mask-threshold's soft mask",
+    "mask": "the mask",
+    "soft_mask": "the soft mask",
+    "trimap": "--save-trimap",
 }
 
 
-def check_outputs(args: argparse.Namespace, jobs: list[Job]) -> None:
+def check_outputs(args: argparse.Namespace, jobs: list[Job], options: Outputs) -> None:
     """Before any work: refuse outputs that are inputs, collide, or cannot be written.
 
     In batch mode an output folder must not be an input folder, and no output file may be a
@@ -299,25 +356,28 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job]) -> None:
     ------
     OutputError
     """
-    background = args.background is not None
-    threshold = args.mask_threshold is not None
     inputs: list[tuple[str, Path | None]] = []
-    if background and Path(args.background).is_file():
+    if args.background is not None and Path(args.background).is_file():
         inputs.append(("the --background image", Path(args.background)))
     if args.input.is_dir():
         folders = [("the input folder", args.input), ("the trimap folder", args.trimap)]
-        for label, folder in (("the output folder", args.output), ("--alpha", args.alpha)):
+        targets = (
+            ("the output folder", args.output),
+            ("--alpha", args.alpha),
+            ("--save-trimap", args.save_trimap),
+        )
+        for label, folder in targets:
             if folder is not None:
                 check_folder(folder, label, folders)
                 check_writable(folder, folder=True)
-        found = files_in([args.input, args.trimap], IMAGE_SUFFIXES)
+        found = files_in([folder for folder in (args.input, args.trimap) if folder], IMAGE_SUFFIXES)
         inputs += [("an input", path) for path in found]
     else:
         inputs += [("the input image", args.input), ("the trimap", args.trimap)]
     outputs = [
         (OUTPUT_LABELS[kind], path)
         for job in jobs
-        for kind, path in job_outputs(job, background, threshold).items()
+        for kind, path in job_outputs(job, options).items()
     ]
     check_not_inputs(outputs, inputs)
     if not args.input.is_dir():
@@ -325,15 +385,16 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job]) -> None:
             check_writable(path)
 
 
-def _encode_outputs(job: Job, matte, background, threshold: float | None) -> dict[Path, bytes]:
+def _encode_outputs(job: Job, alpha, foreground, trimap, options: Outputs) -> dict[Path, bytes]:
     """Every file of one job, encoded in memory, so a failure writes none of them."""
-    paths = job_outputs(job, background is not None, threshold is not None)
+    paths = job_outputs(job, options)
     encoded = encode_outputs(
-        list(paths),
-        matte.alpha,
-        foreground=matte.foreground,
-        background=background,
-        mask_threshold=threshold,
+        paths,
+        alpha,
+        foreground=foreground,
+        trimap=trimap,
+        background=options.background,
+        mask_threshold=options.threshold,
     )
     return {paths[name]: data for name, data in encoded.items()}
 
@@ -351,41 +412,78 @@ def _write_all(files: dict[Path, bytes]) -> None:
         raise ImageError(path, f"cannot write ({error.strerror or error})") from None
 
 
-def process(job: Job, matter, background, threshold: float | None, *, image=None, trimap=None):
+@dataclass(frozen=True)
+class Outputs:
+    """What to make of each matte: ``--background``, ``--mask-threshold``, ``--only-mask``,
+    and the automatic trimaps for jobs without a trimap (None: such a job is an error)."""
+
+    background: object = None
+    threshold: float | None = None
+    only_mask: bool = False
+    trimapper: AutoTrimapper | None = None
+
+
+def process(job: Job, matter, options: Outputs, *, image=None, trimap=None):
     """Read (unless given), cut out and write one job; raises ImageError for a bad file."""
     if image is None:
         if job.trimap is not None:
             check_trimap_header(job.image, job.trimap)
         image = read_image(job.image)
     if trimap is None:
-        if job.trimap is None:
+        if job.trimap is not None:
+            trimap = read_trimap(job.trimap, shape=image.shape[:2])
+        elif options.trimapper is not None:
+            trimap = options.trimapper(image)
+        else:
             raise ImageError(job.image, "no trimap with the same file stem")
-        trimap = read_trimap(job.trimap, shape=image.shape[:2])
-    matte = matter.extract(image, trimap)
-    _write_all(_encode_outputs(job, matte, background, threshold))
+    if options.only_mask:  # no colours to estimate
+        alpha, foreground = matter.predict_alpha(image, trimap), None
+    else:
+        matte = matter.extract(image, trimap)
+        alpha, foreground = matte.alpha, matte.foreground
+    _write_all(_encode_outputs(job, alpha, foreground, trimap, options))
 
 
-def _check_common(args: argparse.Namespace):
-    """Validate options shared by single and batch mode; returns the parsed background."""
+def _check_common(args: argparse.Namespace) -> Outputs:
+    """Validate options shared by single and batch mode; returns what to make of each matte."""
     if args.overlap > args.tile // 2:
         raise UsageError(f"--overlap: {args.overlap} is more than half of --tile {args.tile}")
-    return parse_background(args.background) if args.background is not None else None
+    if args.only_mask and args.background is not None:
+        raise UsageError("--only-mask: writes no colours, so --background has nothing to show")
+    try:
+        settings = auto_trimap_settings(args, prefix="trimap-")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    # Made only for a run without trimaps; it loads the network at its first image.
+    trimapper = AutoTrimapper(args.saliency_weights, **settings) if args.trimap is None else None
+    return Outputs(
+        parse_background(args.background) if args.background is not None else None,
+        args.mask_threshold,
+        args.only_mask,
+        trimapper,
+    )
 
 
 def run_single(args: argparse.Namespace) -> int:
-    for path in (args.output, args.alpha):
+    for path in (args.output, args.alpha, args.save_trimap):
         if path is not None and not _is_png_name(path):
             raise UsageError(f"{path}: outputs are PNG files; give the name a .png extension")
-    job = Job(args.input, args.trimap, args.output, args.alpha)
-    check_outputs(args, [job])
-    background = _check_common(args)
+    options = _check_common(args)
+    if args.trimap is None:
+        _refuse_trimap_as_output(args.output)
+    job = Job(args.input, args.trimap, args.output, args.alpha, args.save_trimap)
+    check_outputs(args, [job], options)
     # Read before loading the model: a bad file is reported in a second, not after TensorFlow;
     # the headers first, so a trimap of the wrong size is refused before a huge image is decoded.
-    check_trimap_header(args.input, args.trimap)
+    if args.trimap is not None:
+        check_trimap_header(args.input, args.trimap)
     image = read_image(args.input)
-    trimap = read_trimap(args.trimap, shape=image.shape[:2])
+    if args.trimap is not None:
+        trimap = read_trimap(args.trimap, shape=image.shape[:2])
+    else:
+        trimap = options.trimapper(image)
     matter = _load_matter(args)
-    process(job, matter, background, args.mask_threshold, image=image, trimap=trimap)
+    process(job, matter, options, image=image, trimap=trimap)
     return 0
 
 
@@ -460,38 +558,48 @@ def run_video(args: argparse.Namespace) -> int:
 
 
 def batch_jobs(args: argparse.Namespace) -> list[Job]:
-    """One Job per image in the input folder, its trimap matched by stem (None if missing)."""
-    if not args.trimap.is_dir():
+    """One Job per image in the input folder, its trimap matched by stem (None if missing or
+    if there is no trimap folder)."""
+    if args.trimap is not None and not args.trimap.is_dir():
         raise UsageError(f"{args.trimap}: the input is a folder, so the trimap must be one too")
-    for folder in (args.output, args.alpha):
+    for folder in (args.output, args.alpha, args.save_trimap):
         if folder is not None and folder.exists() and not folder.is_dir():
             raise UsageError(f"{folder}: batch mode writes into a folder, but this is a file")
     images = images_by_stem(args.input)
     if not images:
         raise UsageError(f"{args.input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    trimaps = images_by_stem(args.trimap)
-    return [
+    trimaps = images_by_stem(args.trimap) if args.trimap is not None else {}
+
+    def inside(folder: Path | None, stem: str) -> Path | None:
+        return folder / f"{stem}.png" if folder is not None else None
+
+    jobs = [
         Job(
             path,
             trimaps.get(stem),
             args.output / f"{stem}.png",
-            args.alpha / f"{stem}.png" if args.alpha is not None else None,
+            inside(args.alpha, stem),
+            inside(args.save_trimap, stem),
         )
         for stem, path in images.items()
     ]
+    if args.trimap is None:  # ``eval.py photos/ trimaps/`` must not write over the trimaps
+        for job in jobs:
+            _refuse_trimap_as_output(job.output)
+    return jobs
 
 
 def run_batch(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    options = _check_common(args)
     jobs = batch_jobs(args)
-    check_outputs(args, jobs)
-    background = _check_common(args)
+    check_outputs(args, jobs, options)
     matter = _load_matter(args)
     failures = {}
     for job in tqdm(jobs, desc=f"cut out on {matter.device}", unit="image", file=sys.stderr):
         try:
-            process(job, matter, background, args.mask_threshold)
+            process(job, matter, options)
         except ImageError as error:
             failures[job.image] = BAD_INPUT
             tqdm.write(f"error: {error}", file=sys.stderr)
@@ -571,12 +679,21 @@ def main(args: list[str] | None = None) -> int:
             return run_evaluate(options)
         if options.input is not None and is_video_path(options.input):
             return run_video(options)
-        if options.input is None or options.trimap is None or options.output is None:
-            raise UsageError("arguments: give INPUT TRIMAP OUTPUT, or --evaluate DATA")
+        if options.output is None and options.trimap is not None:  # IMG OUT: no trimap
+            options.output, options.trimap = options.trimap, None
+        if options.input is None or options.output is None:
+            raise UsageError("arguments: give IMG [TRIMAP] OUT, or --evaluate DATA")
         if options.input.is_dir():
             return run_batch(options)
         return run_single(options)
-    except (ImageError, CheckpointError, EvaluationError, OutputError, UsageError) as error:
+    except (
+        ImageError,
+        CheckpointError,
+        EvaluationError,
+        OutputError,
+        UsageError,
+        SaliencyWeightsError,
+    ) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:

@@ -30,16 +30,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from model.auto_trimap import (
-    DEFAULT_BACKGROUND,
-    DEFAULT_BAND,
-    DEFAULT_FOREGROUND,
-    DEFAULT_WEIGHTS,
-    SaliencyWeightsError,
-    is_trimap_name,
-    trimap_path,
-)
-from model.cli import ArgumentParser
+from model.auto_trimap import SaliencyWeightsError, is_trimap_name, trimap_path
+from model.cli import ArgumentParser, add_auto_trimap_options, auto_trimap_settings
 from model.images import ImageError, read_image, trimap_to_uint8, write_png
 from model.tf_startup import install as quiet_tensorflow
 
@@ -49,25 +41,6 @@ RUNTIME_FAILURE = 1
 
 class UsageError(ValueError):
     """Options that do not fit together; ``str(error)`` names the option and the problem."""
-
-
-def unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {value}")
-    return value
-
-
-def band_fraction(text: str) -> float:
-    """argparse type: a number in [0, 0.5]."""
-    value = unit_interval(text)
-    if value > 0.5:
-        raise argparse.ArgumentTypeError(f"must be in [0, 0.5], not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,37 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     files.add_argument("--force", action="store_true", help="replace existing trimaps")
 
-    trimap = parser.add_argument_group("trimap")
-    trimap.add_argument(
-        "--foreground",
-        type=unit_interval,
-        default=DEFAULT_FOREGROUND,
-        metavar="T",
-        help="saliency >= T is foreground (default: 240/255 = %(default).3f)",
-    )
-    trimap.add_argument(
-        "--background",
-        type=unit_interval,
-        default=DEFAULT_BACKGROUND,
-        metavar="T",
-        help="saliency <= T is background (default: 10/255 = %(default).3f)",
-    )
-    trimap.add_argument(
-        "--band",
-        type=band_fraction,
-        default=DEFAULT_BAND,
-        metavar="F",
-        help="margin of unknown pixels on each side of the uncertain region, as a fraction of"
-        " the shorter image side (default: %(default)s)",
-    )
-
-    model = parser.add_argument_group("model")
-    model.add_argument(
-        "--weights",
-        type=Path,
-        default=DEFAULT_WEIGHTS,
-        help="U²-Net-p Keras weights (default: log/pretrained-saliency/u2netp.weights.h5)",
-    )
+    add_auto_trimap_options(parser.add_argument_group("trimap"), weights_flag="--weights")
 
     running = parser.add_argument_group("running")
     running.add_argument(
@@ -150,10 +93,10 @@ def run(options: argparse.Namespace) -> int:
 
     from model.auto_trimap import auto_trimap, load_saliency_model
 
-    if options.background >= options.foreground:
-        raise UsageError(
-            f"--background {options.background} must be below --foreground {options.foreground}"
-        )
+    try:
+        settings = auto_trimap_settings(options)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     if options.out is not None and options.out.exists() and not options.out.is_dir():
         raise UsageError(f"{options.out}: --out must be a folder, but this is a file")
     jobs, messages = plan(options.images, options.out)
@@ -177,14 +120,8 @@ def run(options: argparse.Namespace) -> int:
                 raise ImageError(image_path, f"its trimap {target} is an input; not overwritten")
             image = read_image(image_path)
             if model is None:  # only now: a run with nothing to do never starts TensorFlow
-                model = load_saliency_model(options.weights)
-            trimap = auto_trimap(
-                model,
-                image,
-                foreground=options.foreground,
-                background=options.background,
-                band=options.band,
-            )
+                model = load_saliency_model(options.saliency_weights)
+            trimap = auto_trimap(model, image, **settings)
             try:
                 write_png(target, trimap_to_uint8(trimap))
             except OSError as error:

@@ -11,6 +11,8 @@ Usage::
     curl -F image=@photo.jpg -F trimap=@trimap.png http://127.0.0.1:5003/api/matte -o cutout.png
     curl -F image=@photo.jpg -F trimap=@trimap.png -F background='#00ff00' -F format=json \\
          http://127.0.0.1:5003/api/matte
+    curl -F image=@photo.jpg http://127.0.0.1:5003/api/matte -o cutout.png   # automatic trimap
+    curl -F image=@photo.jpg http://127.0.0.1:5003/api/trimap -o trimap.png  # just the trimap
 
 Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
@@ -18,6 +20,10 @@ Endpoints
     ``POST /api/matte``  multipart/form-data; see :func:`create_app` for the fields
     ``POST /api/video``  a clip; answers a job id (``model/video_api.py`` for the fields)
     ``GET /api/jobs/ID`` the job's progress; ``GET /api/jobs/ID/result`` the finished video
+    ``POST /api/trimap`` multipart/form-data with one ``image``: the automatic trimap (PNG)
+
+Without a ``trimap`` field the trimap is made from the image by the U²-Net-p saliency network
+(``model/auto_trimap.py``, as ``generate_trimaps.py`` makes it), loaded at the first such request.
 
 The model is loaded once. Requests run in a pool of ``--workers`` threads; at most ``--queue``
 more may wait, and any request beyond that gets 503 at once, so memory stays bounded: each
@@ -54,13 +60,21 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from model.auto_trimap import AutoTrimapper, SaliencyWeightsError
 from model.checkpoints import CheckpointError
-from model.cli import ArgumentParser, add_network_pixels
+from model.cli import (
+    ArgumentParser,
+    add_auto_trimap_options,
+    add_network_pixels,
+    auto_trimap_settings,
+)
 from model.images import (
     ImageError,
     decode_image,
     decode_trimap,
+    encode_png,
     probe_image,
+    trimap_to_uint8,
 )
 from model.inference import (
     DEFAULT_NETWORK_PIXELS,
@@ -250,7 +264,8 @@ class MatteRequest:
     """A parsed ``POST /api/matte``: raw upload bytes plus validated options."""
 
     image: bytes
-    trimap: bytes
+    trimap: bytes | None
+    """None: make the trimap automatically."""
     background: tuple[float, float, float] | None
     background_image: bytes | None
     mask_threshold: float
@@ -356,10 +371,8 @@ def _form_problem(error: StarletteHTTPException) -> str:
     return str(error.detail)
 
 
-async def parse_matte_request(
-    request: Request, *, max_upload_bytes: int, max_pixels: int
-) -> MatteRequest:
-    """Read and validate the multipart form of ``POST /api/matte`` (no decoding yet)."""
+async def _read_form(request: Request, fields: tuple[str, ...], files: int):
+    """The multipart form of a request, with only the named fields (else 400 or 415)."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
         raise ApiError(
@@ -367,14 +380,30 @@ async def parse_matte_request(
             f"request: expected multipart/form-data, got {content_type or 'no content type'}",
         )
     try:
-        form = await request.form(max_files=len(FILE_FIELDS), max_fields=len(FIELDS))
+        form = await request.form(max_files=files, max_fields=len(fields))
     except StarletteHTTPException as error:
         raise ApiError(400, f"request: {_form_problem(error)}") from None
-    unknown = sorted(set(form.keys()) - set(FIELDS))
+    unknown = sorted(set(form.keys()) - set(fields))
     if unknown:
-        raise ApiError(400, f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
+        raise ApiError(400, f"{unknown[0]}: unknown field; the fields are {', '.join(fields)}")
+    return form
+
+
+def _upload_stem(form) -> str:
+    upload_name = getattr(form.get("image"), "filename", None) or "image"
+    return Path(upload_name).stem or "image"
+
+
+async def parse_matte_request(
+    request: Request, *, max_upload_bytes: int, max_pixels: int, trimap_required: bool = True
+) -> MatteRequest:
+    """Read and validate the multipart form of ``POST /api/matte`` (no decoding yet).
+
+    Without ``trimap_required`` a request without a trimap gets ``trimap=None``.
+    """
+    form = await _read_form(request, FIELDS, len(FILE_FIELDS))
     image = await _file_field(form, "image", max_upload_bytes, required=True)
-    trimap = await _file_field(form, "trimap", max_upload_bytes, required=True)
+    trimap = await _file_field(form, "trimap", max_upload_bytes, required=trimap_required)
     background_image = await _file_field(form, "background_image", max_upload_bytes, required=False)
     background = parse_background_colour(_text_field(form, "background", "transparent"))
     if background is not None and background_image is not None:
@@ -400,12 +429,14 @@ async def parse_matte_request(
     if format_ == "json" and "output" in form:
         raise ApiError(400, "output: only with format=png; format=json returns every output")
 
-    for name, data in (("image", image), ("trimap", trimap)):
-        _check_pixels(data, name, max_pixels)
-    if background_image is not None:
-        _check_pixels(background_image, "background_image", max_pixels)
+    for name, data in (
+        ("image", image),
+        ("trimap", trimap),
+        ("background_image", background_image),
+    ):
+        if data is not None:
+            _check_pixels(data, name, max_pixels)
 
-    upload_name = getattr(form.get("image"), "filename", None) or "image"
     return MatteRequest(
         image=image,
         trimap=trimap,
@@ -414,8 +445,18 @@ async def parse_matte_request(
         mask_threshold=mask_threshold,
         format=format_,
         output=output,
-        name=Path(upload_name).stem or "image",
+        name=_upload_stem(form),
     )
+
+
+async def parse_trimap_request(
+    request: Request, *, max_upload_bytes: int, max_pixels: int
+) -> tuple[bytes, str]:
+    """Read ``POST /api/trimap``'s form, one ``image`` file: (its bytes, its file stem)."""
+    form = await _read_form(request, ("image",), 1)
+    image = await _file_field(form, "image", max_upload_bytes, required=True)
+    _check_pixels(image, "image", max_pixels)
+    return image, _upload_stem(form)
 
 
 def content_disposition(filename: str) -> str:
@@ -443,8 +484,11 @@ class MatteResult:
     height: int
 
 
-def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
+def run_matte(matter, job: MatteRequest, max_pixels: int, trimapper=None) -> MatteResult:
     """Decode, matte and encode one request; runs in a worker thread.
+
+    Without ``job.trimap`` the trimap is ``trimapper(image)`` (a ``model.auto_trimap``
+    ``AutoTrimapper``), and the ``trimap`` output is that automatic trimap.
 
     Returns
     -------
@@ -454,7 +498,10 @@ def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
     (``model.outputs`` describes each; ``format=json`` returns all of them.)
     """
     image = decode_image(job.image, "image", max_pixels=max_pixels)
-    trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
+    if job.trimap is not None:
+        trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
+    else:
+        trimap = trimapper(image)
     background = job.background
     if job.background_image is not None:
         background = decode_image(job.background_image, "background_image", max_pixels=max_pixels)
@@ -500,6 +547,7 @@ def create_app(
     max_video_bytes: int = 50 * MB,
     max_video_seconds: float = 30.0,
     max_video_pixels: int = 1920 * 1080,
+    trimapper=None,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded model.
 
@@ -524,13 +572,16 @@ def create_app(
         Host with a port must use the server's. None (the default, for tests and embedding)
         checks no Host. ``main`` passes LOOPBACK_HOSTS, the bound address and
         ``--allowed-host``.
+    trimapper : model.auto_trimap.AutoTrimapper, optional
+        Makes the trimap of a request without one, and serves ``POST /api/trimap``; None
+        (tests, embedding) makes ``trimap`` required and ``/api/trimap`` answer 404.
 
     ``POST /api/matte`` multipart fields
-        ``image`` (file, required), ``trimap`` (file, required, same size; 0 background,
-        128 unknown, 255 foreground), ``background`` (``transparent`` or a colour such as
-        ``#00ff00``), ``background_image`` (file), ``mask_threshold`` (0..1, default 0.5),
-        ``format`` (``png`` or ``json``), ``output`` (one of OUTPUTS, png only; default
-        ``composite`` with a background, else ``rgba``).
+        ``image`` (file, required), ``trimap`` (file, same size; 0 background, 128 unknown,
+        255 foreground; without it the automatic trimap), ``background`` (``transparent`` or
+        a colour such as ``#00ff00``), ``background_image`` (file), ``mask_threshold`` (0..1,
+        default 0.5), ``format`` (``png`` or ``json``), ``output`` (one of OUTPUTS, png only;
+        default ``composite`` with a background, else ``rgba``).
         ``format=json`` answers ``{"width", "height", "step", "seconds", "mask_threshold",
         "outputs": {name: base64 PNG}}``. Errors answer ``{"error": "<field>: <problem>"}``.
     max_video_bytes, max_video_seconds, max_video_pixels
@@ -626,31 +677,60 @@ def create_app(
                 "max_video_pixels": max_video_pixels,
             },
             "outputs": list(OUTPUTS),
+            "auto_trimap": trimapper is not None,
         }
 
-    @app.post("/api/matte")
-    async def matte(request: Request):
+    async def within_body_timeout(parse):
         try:
-            job = await asyncio.wait_for(
-                parse_matte_request(
-                    request, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels
-                ),
-                body_timeout,
-            )
+            return await asyncio.wait_for(parse, body_timeout)
         except TimeoutError:
             raise ApiError(
                 408,
                 f"request: the upload did not arrive within {body_timeout:g} seconds",
                 headers={"Connection": "close"},
             ) from None
+
+    async def in_worker(function, *args):
+        """Run ``function(*args)`` in the pool; (its result, seconds); ImageError -> 4xx."""
         with gate.enter():
             start = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
-                result = await loop.run_in_executor(executor, run_matte, matter, job, max_pixels)
+                result = await loop.run_in_executor(executor, function, *args)
             except ImageError as error:
                 raise _image_error(error) from None
-            seconds = time.perf_counter() - start
+            return result, time.perf_counter() - start
+
+    def automatic_trimap(image_bytes: bytes) -> bytes:
+        image = decode_image(image_bytes, "image", max_pixels=max_pixels)
+        return encode_png(trimap_to_uint8(trimapper(image)))
+
+    @app.post("/api/trimap")
+    async def trimap_endpoint(request: Request):
+        if trimapper is None:
+            raise ApiError(404, "/api/trimap: this server makes no automatic trimaps")
+        image, name = await within_body_timeout(
+            parse_trimap_request(request, max_upload_bytes=max_upload_bytes, max_pixels=max_pixels)
+        )
+        data, seconds = await in_worker(automatic_trimap, image)
+        headers = {
+            "X-Processing-Seconds": f"{seconds:.3f}",
+            "Cache-Control": "no-store",
+            "Content-Disposition": content_disposition(f"{name}-trimap.png"),
+        }
+        return Response(data, media_type="image/png", headers=headers)
+
+    @app.post("/api/matte")
+    async def matte(request: Request):
+        job = await within_body_timeout(
+            parse_matte_request(
+                request,
+                max_upload_bytes=max_upload_bytes,
+                max_pixels=max_pixels,
+                trimap_required=trimapper is None,
+            )
+        )
+        result, seconds = await in_worker(run_matte, matter, job, max_pixels, trimapper)
         headers = {"X-Processing-Seconds": f"{seconds:.3f}", "Cache-Control": "no-store"}
         if job.format == "json":
             body = {
@@ -701,6 +781,11 @@ def build_parser() -> ArgumentParser:
         help="also answer to this Host name (repeatable; '*' for any). Without it only"
         " 127.0.0.1, localhost, [::1] and the --host address are answered, against DNS"
         " rebinding",
+    )
+
+    add_auto_trimap_options(
+        parser.add_argument_group("automatic trimap (requests without a trimap)"),
+        prefix="trimap-",
     )
 
     limits = parser.add_argument_group("limits")
@@ -787,6 +872,13 @@ def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
     quiet_tensorflow()
     problem = _validate(options)
+    try:
+        # Checked now (the file exists, the thresholds fit); the network loads at first use.
+        trimapper = AutoTrimapper(
+            options.saliency_weights, **auto_trimap_settings(options, prefix="trimap-")
+        )
+    except (SaliencyWeightsError, ValueError) as error:
+        problem = problem or str(error)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
@@ -826,6 +918,7 @@ def main(args: list[str] | None = None) -> int:
             max_video_bytes=int(options.max_video_mb * MB),
             max_video_seconds=options.max_video_seconds,
             max_video_pixels=int(options.max_video_megapixels * 1_000_000),
+            trimapper=trimapper,
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

@@ -17,11 +17,14 @@ Example
 -------
 >>> model = load_saliency_model()                  # log/pretrained-saliency/u2netp.weights.h5
 >>> trimap = auto_trimap(model, read_image("photo.jpg"))      # float32 HxW in {0, 0.5, 1}
+>>> trimapper = AutoTrimapper(band=0.03)   # the same, loading the network at its first call
+>>> trimap = trimapper(read_image("photo.jpg"))
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from pathlib import Path
 
@@ -230,3 +233,65 @@ def auto_trimap(
     return trimap_from_saliency(
         saliency_map(model, image), foreground=foreground, background=background, band=band
     )
+
+
+class AutoTrimapper:
+    """:func:`auto_trimap` with fixed settings, loading the saliency network at its first call.
+
+    eval.py and serve.py hold one: a run or a server whose every request brings a trimap never
+    starts the network. Calls are serialised by a lock (one model, shared by threads).
+
+    Parameters
+    ----------
+    weights : path
+        U²-Net-p weights; a missing file is reported here, before anything slow.
+    foreground, background, band : float
+        As in :func:`trimap_from_saliency`.
+
+    Raises
+    ------
+    SaliencyWeightsError
+        No file at ``weights``.
+    ValueError
+        Thresholds or band out of range.
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike = DEFAULT_WEIGHTS,
+        *,
+        foreground: float = DEFAULT_FOREGROUND,
+        background: float = DEFAULT_BACKGROUND,
+        band: float = DEFAULT_BAND,
+    ):
+        self.weights = Path(weights)
+        if not self.weights.is_file():
+            raise SaliencyWeightsError(f"{self.weights}: no such file")
+        # The same checks as every call will make, now rather than at the first image.
+        trimap_from_saliency(np.zeros((1, 1), np.float32), foreground=foreground,
+                             background=background, band=band)  # fmt: skip
+        self.settings = {"foreground": foreground, "background": background, "band": band}
+        self._model = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the network has been loaded (by a first call)."""
+        return self._model is not None
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        """Trimap of ``image`` (H, W, 3) float32 in [0, 1]: float32 (H, W) in {0, 0.5, 1}.
+
+        Raises
+        ------
+        SaliencyWeightsError
+            At the first call, when the file is not U²-Net-p weights.
+        """
+        return trimap_from_saliency(self.saliency(image), **self.settings)
+
+    def saliency(self, image: np.ndarray) -> np.ndarray:
+        """:func:`saliency_map` of ``image``: float32 (H, W) in [0, 1]."""
+        with self._lock:
+            if self._model is None:
+                self._model = load_saliency_model(self.weights)
+            return saliency_map(self._model, image)

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -98,3 +99,93 @@ def first_interrupt_only() -> Iterator[None]:
     finally:
         if not interrupted:
             signal.signal(signal.SIGINT, previous)
+
+
+def unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {value}")
+    return value
+
+
+def band_fraction(text: str) -> float:
+    """argparse type: a number in [0, 0.5]."""
+    value = unit_interval(text)
+    if value > 0.5:
+        raise argparse.ArgumentTypeError(f"must be in [0, 0.5], not {value}")
+    return value
+
+
+def add_auto_trimap_options(
+    group: argparse._ArgumentGroup, prefix: str = "", weights_flag: str = "--saliency-weights"
+) -> None:
+    """The automatic trimap's thresholds, band and weights (``model/auto_trimap.py``).
+
+    generate_trimaps.py takes them as ``--foreground``/``--background``/``--band``; eval.py and
+    serve.py, where ``--background`` names the backdrop of a composite, as ``--trimap-*``
+    (``prefix="trimap-"``). The values land in ``trimap_foreground``, ``trimap_background``,
+    ``trimap_band`` and ``saliency_weights`` whatever the flags are called; read them with
+    :func:`auto_trimap_settings`.
+    """
+    # Here, not at the top: the other tools need none of auto_trimap's imports (OpenCV).
+    from model.auto_trimap import (
+        DEFAULT_BACKGROUND,
+        DEFAULT_BAND,
+        DEFAULT_FOREGROUND,
+        DEFAULT_WEIGHTS,
+    )
+
+    group.add_argument(
+        f"--{prefix}foreground",
+        dest="trimap_foreground",
+        type=unit_interval,
+        default=DEFAULT_FOREGROUND,
+        metavar="T",
+        help="saliency >= T is foreground (default: 240/255 = %(default).3f)",
+    )
+    group.add_argument(
+        f"--{prefix}background",
+        dest="trimap_background",
+        type=unit_interval,
+        default=DEFAULT_BACKGROUND,
+        metavar="T",
+        help="saliency <= T is background (default: 10/255 = %(default).3f)",
+    )
+    group.add_argument(
+        f"--{prefix}band",
+        dest="trimap_band",
+        type=band_fraction,
+        default=DEFAULT_BAND,
+        metavar="F",
+        help="margin of unknown pixels on each side of the uncertain region, as a fraction of"
+        " the shorter image side (default: %(default)s)",
+    )
+    group.add_argument(
+        weights_flag,
+        dest="saliency_weights",
+        type=Path,
+        default=DEFAULT_WEIGHTS,
+        metavar="FILE",
+        help="U²-Net-p Keras weights (default: log/pretrained-saliency/u2netp.weights.h5)",
+    )
+
+
+def auto_trimap_settings(options: argparse.Namespace, prefix: str = "") -> dict[str, float]:
+    """``foreground``, ``background`` and ``band`` from :func:`add_auto_trimap_options`' flags.
+
+    Raises
+    ------
+    ValueError
+        The background threshold is not below the foreground one; the message names the flags
+        as given (``--background 0.4 must be below --foreground 0.3``).
+    """
+    foreground, background = options.trimap_foreground, options.trimap_background
+    if background >= foreground:
+        raise ValueError(
+            f"--{prefix}background {background} must be below --{prefix}foreground {foreground}"
+        )
+    return {"foreground": foreground, "background": background, "band": options.trimap_band}

@@ -10,6 +10,8 @@ from scipy import ndimage
 from model.auto_trimap import (
     DEFAULT_BACKGROUND,
     DEFAULT_FOREGROUND,
+    DEFAULT_WEIGHTS,
+    AutoTrimapper,
     SaliencyWeightsError,
     auto_trimap,
     band_pixels,
@@ -164,3 +166,23 @@ def test_load_saliency_model_errors_name_the_file(tmp_path):
     junk.write_bytes(b"not hdf5")
     with pytest.raises(SaliencyWeightsError, match=r"junk\.weights\.h5: not U²-Net-p weights"):
         load_saliency_model(junk)
+
+
+@pytest.mark.slow
+def test_auto_trimapper_loads_at_its_first_call_and_matches_auto_trimap():
+    trimapper = AutoTrimapper(band=0.05, foreground=0.8)
+    assert not trimapper.loaded  # constructing it starts no network
+    image = np.random.default_rng(4).random((40, 60, 3), dtype=np.float32)
+    trimap = trimapper(image)
+    assert trimapper.loaded
+    expected = auto_trimap(load_saliency_model(), image, band=0.05, foreground=0.8)
+    np.testing.assert_array_equal(trimap, expected)
+
+
+def test_auto_trimapper_checks_its_arguments_before_loading(tmp_path):
+    with pytest.raises(SaliencyWeightsError, match=r"none\.weights\.h5: no such file"):
+        AutoTrimapper(tmp_path / "none.weights.h5")
+    with pytest.raises(ValueError, match="background < foreground"):
+        AutoTrimapper(DEFAULT_WEIGHTS, foreground=0.2, background=0.3)
+    with pytest.raises(ValueError, match="band must be in"):
+        AutoTrimapper(band=0.6)

@@ -53,7 +53,7 @@ from scripts.engines.browser import CHROMIUM_FLAGS  # noqa: E402
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """Start serve.py on a free loopback port; yield its base URL."""
+    """Start serve.py on a free loopback port (automatic trimaps on); yield its base URL."""
     log_dir = tmp_path_factory.mktemp("browser_log")
     make_tiny_checkpoint(log_dir)
     stderr = (log_dir / "server.log").open("w")
@@ -124,7 +124,16 @@ def files(tmp_path_factory) -> dict[str, Path]:
     image, trimap = sample_pair(HEIGHT, WIDTH, seed=3)
     write_png(folder / "photo.png", image)
     write_png(folder / "trimap.png", trimap)
-    return {"image": folder / "photo.png", "trimap": folder / "trimap.png"}
+    # A subject the saliency network finds: a dark disc on a plain light background.
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    disc = np.hypot(yy - HEIGHT / 2, xx - WIDTH / 2) <= HEIGHT / 3
+    photo = np.where(disc[..., None], [40, 60, 160], [235, 230, 215]).astype(np.uint8)
+    write_png(folder / "disc.png", photo)
+    return {
+        "image": folder / "photo.png",
+        "trimap": folder / "trimap.png",
+        "disc": folder / "disc.png",
+    }
 
 
 def save_artefact(driver, tmp_path: Path, name: str) -> Path:
@@ -256,6 +265,7 @@ def test_painted_trimap(server, driver, files, tmp_path):
     driver.find_element(By.ID, "tab-paint").click()
     canvas = driver.find_element(By.ID, "editor-canvas")
     wait(driver, lambda _d: canvas.is_displayed() and canvas.rect["width"] > 4 * WIDTH)
+    driver.find_element(By.ID, "clear").click()  # start from background, not the automatic trimap
     driver.execute_script(
         """
         const size = document.getElementById("brush-size");
@@ -352,3 +362,75 @@ def test_video_upload_progress_and_download(server, driver, tmp_path):
     driver.find_element(By.ID, "video-run").click()
     wait(driver, lambda d: d.find_element(By.ID, "video-error").is_displayed())
     assert "bad.mp4: not a readable video" in driver.find_element(By.ID, "video-error").text
+
+
+def keep_sent_trimap(driver) -> None:
+    """Record the trimap field of the page's next POST (null when it sends none)."""
+    driver.execute_script(
+        """
+        window.sentTrimap = undefined;
+        const send = XMLHttpRequest.prototype.send;
+        XMLHttpRequest.prototype.send = function (body) {
+          if (body instanceof FormData) window.sentTrimap = body.get("trimap");
+          return send.call(this, body);
+        };
+        """
+    )
+
+
+def test_automatic_trimap_without_painting(server, driver, files, tmp_path):
+    """Choose an image and run: no painting, no trimap file. Then correct it with Paint."""
+    with files["disc"].open("rb") as image:
+        api_trimap = httpx.post(f"{server}api/trimap", files={"image": image}, timeout=60)
+    assert api_trimap.status_code == 200, api_trimap.text
+    automatic = decode(api_trimap.content)
+    assert automatic.shape == (HEIGHT, WIDTH)
+    assert automatic[HEIGHT // 2, WIDTH // 2] == 255 and automatic[0, 0] == 0
+    assert (automatic == 128).any()
+    with files["disc"].open("rb") as image:
+        api_matte = httpx.post(
+            f"{server}api/matte", files={"image": image}, data={"output": "rgba"}, timeout=60
+        )
+    assert api_matte.status_code == 200, api_matte.text
+
+    open_page(driver, server)
+    driver.find_element(By.ID, "image-file").send_keys(str(files["disc"]))
+    # The automatic tab is the default, and the page shows the proposed trimap before any run.
+    assert driver.find_element(By.ID, "tab-auto").get_attribute("aria-selected") == "true"
+    trimap_view = driver.find_element(By.ID, "view-trimap")
+    wait(driver, lambda _d: (trimap_view.get_attribute("src") or "").startswith("blob:"))
+    proposed = decode(blob_bytes(driver, "document.getElementById('view-trimap').src"))
+    np.testing.assert_array_equal(proposed, automatic)
+    assert driver.find_element(By.ID, "run").is_enabled()
+    keep_sent_trimap(driver)
+    run_and_wait(driver)
+    assert driver.execute_script("return window.sentTrimap") is None  # the server makes it
+    echoed = decode(blob_bytes(driver, "document.getElementById('view-trimap').src"))
+    np.testing.assert_array_equal(echoed, automatic)
+    rgba = decode(blob_bytes(driver, "document.getElementById('download-rgba').href"))
+    np.testing.assert_array_equal(rgba, decode(api_matte.content))
+    save_artefact(driver, tmp_path, "serve_auto.png")
+
+    # Paint starts from the automatic trimap; one background stroke corrects it.
+    driver.find_element(By.ID, "tab-paint").click()
+    canvas = driver.find_element(By.ID, "editor-canvas")
+    wait(driver, lambda _d: canvas.is_displayed() and canvas.rect["width"] > 4 * WIDTH)
+    driver.execute_script(
+        """
+        const size = document.getElementById("brush-size");
+        size.value = "6";
+        size.dispatchEvent(new Event("input"));
+        """
+    )
+    driver.find_element(By.ID, "brush-bg").click()
+    stroke(driver, canvas, (WIDTH // 2 - 10, HEIGHT // 2), (WIDTH // 2 + 10, HEIGHT // 2))
+    keep_sent_trimap(driver)
+    run_and_wait(driver)
+    sent = decode(blob_bytes(driver, "window.sentTrimap"))
+    grey = sent if sent.ndim == 2 else sent[..., 0]
+    painted = np.zeros((HEIGHT, WIDTH), bool)
+    painted[HEIGHT // 2 - 4 : HEIGHT // 2 + 5, WIDTH // 2 - 14 : WIDTH // 2 + 15] = True
+    # 1 px inside the 6-px brush along the stroke is background; away from it, the proposal.
+    assert (grey[HEIGHT // 2 - 2 : HEIGHT // 2 + 3, WIDTH // 2 - 9 : WIDTH // 2 + 10] == 0).all()
+    np.testing.assert_array_equal(grey[~painted], automatic[~painted])
+    save_artefact(driver, tmp_path, "serve_auto_corrected.png")

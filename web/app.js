@@ -1,5 +1,6 @@
-// Matting page: pick an image and a trimap (uploaded or painted), send them to
-// POST api/matte with format=json, and show input | trimap | alpha | result.
+// Matting page: pick an image and a trimap (automatic, uploaded or painted), send them to
+// POST api/matte with format=json, and show input | trimap | alpha | result. The automatic
+// trimap (POST api/trimap) is shown first and is where painting starts from.
 // Plain browser JavaScript, no build step and no third-party code.
 "use strict";
 
@@ -20,7 +21,8 @@ const state = {
   limits: null,
   image: null, // {file, url, width, height} or null; width 0 when the browser cannot show it
   trimapFile: null,
-  trimapMode: "upload",
+  trimapMode: "auto",
+  auto: null, // {imageUrl, url, blob, data: Uint8Array or null} of the automatic trimap
   paint: null, // {data: Uint8Array(width*height), undo: [], stroke: null}
   brushValue: TRIMAP_FG,
   backgroundFile: null,
@@ -38,6 +40,11 @@ async function checkHealth() {
     const response = await fetch("api/health");
     const body = await response.json();
     state.limits = body.limits;
+    if (!body.auto_trimap) {
+      // A server without automatic trimaps needs one from the user.
+      $("tab-auto").hidden = true;
+      if (state.trimapMode === "auto") setTrimapMode("upload");
+    }
     const model = body.model || {};
     health.textContent = `checkpoint step ${body.step} · ${model.encoder || "model"}`;
     health.title = body.checkpoint;
@@ -94,7 +101,11 @@ function tooLarge(field, file) {
 }
 
 function updateRunButton() {
-  const trimapReady = state.trimapMode === "paint" ? state.paint !== null : !!state.trimapFile;
+  const trimapReady = {
+    auto: true,
+    paint: state.paint !== null,
+    upload: !!state.trimapFile,
+  }[state.trimapMode];
   const backgroundReady = backgroundMode() !== "image" || !!state.backgroundFile;
   $("run").disabled = state.busy || !state.image || !trimapReady || !backgroundReady;
 }
@@ -152,7 +163,10 @@ function setImage(file) {
   const url = URL.createObjectURL(file);
   state.image = { file, url, width: 0, height: 0 };
   state.paint = null;
+  if (state.auto && state.auto.url) URL.revokeObjectURL(state.auto.url);
+  state.auto = null;
   clearResults();
+  requestAutoTrimap(file, url);
   const probe = new Image();
   probe.onload = () => {
     if (!state.image || state.image.url !== url) return;
@@ -166,7 +180,13 @@ function setImage(file) {
     layoutEditor();
     updateTrimapView();
     updateRunButton();
-    setStatus(state.trimapMode === "paint" ? "Paint the trimap, then run." : "Now add a trimap.");
+    setStatus(
+      {
+        auto: "Run, or correct the automatic trimap with Paint.",
+        paint: "Paint the trimap, then run.",
+        upload: "Now add a trimap.",
+      }[state.trimapMode],
+    );
   };
   probe.onerror = () => {
     // The server may still read formats a browser cannot show (TIFF); only painting needs one.
@@ -184,14 +204,17 @@ function setTrimapFile(file) {
   showError("");
   if (!file || tooLarge("trimap", file)) return;
   state.trimapFile = file;
+  if (state.trimapMode !== "upload") setTrimapMode("upload");
   updateTrimapView();
   markStale();
 }
 
 function setTrimapMode(mode) {
   state.trimapMode = mode;
+  $("tab-auto").setAttribute("aria-selected", String(mode === "auto"));
   $("tab-upload").setAttribute("aria-selected", String(mode === "upload"));
   $("tab-paint").setAttribute("aria-selected", String(mode === "paint"));
+  $("panel-auto").hidden = mode !== "auto";
   $("panel-upload").hidden = mode !== "upload";
   $("panel-paint").hidden = mode !== "paint";
   $("editor-card").hidden = mode !== "paint" || !state.paint;
@@ -203,6 +226,10 @@ function setTrimapMode(mode) {
 function updateTrimapView() {
   if (state.trimapPreviewUrl) URL.revokeObjectURL(state.trimapPreviewUrl);
   state.trimapPreviewUrl = null;
+  if (state.trimapMode === "auto") {
+    showInPanel("view-trimap", state.auto && state.auto.url);
+    return;
+  }
   if (state.trimapMode === "upload") {
     if (state.trimapFile) state.trimapPreviewUrl = URL.createObjectURL(state.trimapFile);
     showInPanel("view-trimap", state.trimapPreviewUrl);
@@ -229,6 +256,76 @@ function onBackgroundModeChange() {
   markStale();
 }
 
+// ---------------------------------------------------------------- automatic trimap
+
+async function requestAutoTrimap(file, imageUrl) {
+  if ($("tab-auto").hidden) return;
+  const form = new FormData();
+  form.append("image", file, file.name);
+  $("auto-info").textContent = "Making the automatic trimap…";
+  let response = null;
+  try {
+    response = await fetch("api/trimap", { method: "POST", body: form });
+  } catch (error) {
+    response = null;
+  }
+  if (!state.image || state.image.url !== imageUrl) return; // another image was chosen
+  if (!response || !response.ok) {
+    let message = response ? `server answered HTTP ${response.status}` : "network error";
+    try {
+      message = (await response.json()).error || message;
+    } catch (error) {
+      // keep the status line
+    }
+    $("auto-info").textContent = `No automatic trimap: ${message}. Run still makes one.`;
+    return;
+  }
+  const blob = await response.blob();
+  if (!state.image || state.image.url !== imageUrl) return;
+  state.auto = { imageUrl, blob, url: URL.createObjectURL(blob), data: null };
+  $("auto-info").textContent =
+    "Proposed from the image alone (shown under Trimap). Run as it is, or switch to Paint " +
+    "to correct it.";
+  updateTrimapView();
+  try {
+    state.auto.data = await trimapLevels(blob);
+  } catch (error) {
+    state.auto.data = null; // the browser cannot decode it; painting starts from background
+  }
+  seedPaintFromAuto();
+}
+
+// Grey levels of a trimap PNG, one byte per pixel (its red channel; the PNG is grey).
+async function trimapLevels(blob) {
+  const bitmap = await createImageBitmap(blob, {
+    colorSpaceConversion: "none",
+    premultiplyAlpha: "none",
+  });
+  const canvas = document.createElement("canvas");
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  const context = canvas.getContext("2d");
+  context.drawImage(bitmap, 0, 0);
+  const rgba = context.getImageData(0, 0, bitmap.width, bitmap.height).data;
+  const levels = new Uint8Array(bitmap.width * bitmap.height);
+  for (let i = 0; i < levels.length; i++) {
+    const value = rgba[i * 4];
+    levels[i] = value < 64 ? TRIMAP_BG : value > 191 ? TRIMAP_FG : TRIMAP_UNKNOWN;
+  }
+  return levels;
+}
+
+// Painting starts from the automatic trimap, unless the user has painted already.
+function seedPaintFromAuto() {
+  const paint = state.paint;
+  const auto = state.auto;
+  if (!paint || !auto || !auto.data || auto.imageUrl !== state.image.url) return;
+  if (paint.undo.length || paint.stroke || auto.data.length !== paint.data.length) return;
+  paint.data.set(auto.data);
+  renderOverlay(0, 0, state.image.width - 1, state.image.height - 1);
+  if (state.trimapMode === "paint") updateTrimapView();
+}
+
 // ---------------------------------------------------------------- trimap painting
 
 function resetPainting() {
@@ -244,6 +341,7 @@ function resetPainting() {
   renderOverlay(0, 0, width - 1, height - 1);
   $("editor-card").hidden = state.trimapMode !== "paint";
   updateUndoButtons();
+  seedPaintFromAuto();
 }
 
 function setBrushSize(value) {
@@ -454,9 +552,10 @@ function base64ToBlob(text) {
 async function buildForm() {
   const form = new FormData();
   form.append("image", state.image.file, state.image.file.name);
+  // Automatic: no trimap field, and the server makes the same trimap it proposed.
   if (state.trimapMode === "paint") {
     form.append("trimap", await paintedTrimapBlob(), "trimap.png");
-  } else {
+  } else if (state.trimapMode === "upload") {
     form.append("trimap", state.trimapFile, state.trimapFile.name);
   }
   const mode = backgroundMode();
@@ -570,6 +669,7 @@ function onKey(event) {
 function init() {
   $("image-file").addEventListener("change", (e) => setImage(e.target.files[0]));
   $("trimap-file").addEventListener("change", (e) => setTrimapFile(e.target.files[0]));
+  $("tab-auto").addEventListener("click", () => setTrimapMode("auto"));
   $("tab-upload").addEventListener("click", () => setTrimapMode("upload"));
   $("tab-paint").addEventListener("click", () => setTrimapMode("paint"));
   for (const button of document.querySelectorAll(".brush")) {
