@@ -360,7 +360,9 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job], options: Outputs) -
     if args.background is not None and Path(args.background).is_file():
         inputs.append(("the --background image", Path(args.background)))
     if args.input.is_dir():
-        folders = [("the input folder", args.input), ("the trimap folder", args.trimap)]
+        folders = [("the input folder", args.input)]
+        if args.trimap is not None:
+            folders.append(("the trimap folder", args.trimap))
         targets = (
             ("the output folder", args.output),
             ("--alpha", args.alpha),
