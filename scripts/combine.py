@@ -14,6 +14,13 @@ the alpha). Writes, for every sample ``<fg>__<bg>``::
                                            the generator's prior (``--no-prior`` skips it)
     OUT/manifest.jsonl                     one record per sample, skipped file and run
 
+Unless ``--no-degrade``, F and B of each sample get matched camera degradations before they are
+composited (``scripts/degrade.py``: a foreground colour shift, then the same blur, colour cast,
+noise field and JPEG quality for both), drawn per sample and recorded in its manifest record;
+the image is composited from the degraded 8-bit F and B as stored, so the equation above holds
+for the files. With ``--scales``, each sample's longest side is drawn from the list (up to
+1024, i.e. 1 MP), and its foreground shrunk or enlarged to it.
+
 Splits go by foreground identity, so no foreground is in two splits; backgrounds are split too,
 so test backgrounds are never seen in training (unless there are too few, then all splits share
 them and the manifest says so). Each of the five files is written atomically and the image
@@ -28,6 +35,8 @@ Usage::
     python3 scripts/combine.py demo-out/raw --out demo-out/data --per-fg 4 --test-per-fg 2
     python3 scripts/combine.py scripts/raw --pairs ~/data/DUTS-TR --pairs ~/data/AISegment
     python3 scripts/combine.py --val-fraction 0.05 --test-fraction 0.05 --seed 3 --workers 2
+    python3 scripts/combine.py --scales 512,768,1024      # sizes up to 1 MP, drawn per sample
+    python3 scripts/combine.py --no-degrade               # clean composites, as before
 """
 
 from __future__ import annotations
@@ -66,6 +75,7 @@ from model.images import (
     write_png,
 )
 from model.manifest import append_record, read_records
+from scripts import degrade
 from scripts.parallel import Workers
 
 DEFAULT_RAW = Path(__file__).resolve().parent / "raw"
@@ -113,6 +123,8 @@ class Task:
     seed: int
     max_size: int
     kernel: tuple[int, int]
+    scales: tuple[int, ...] | None = None
+    degrade: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,11 +239,15 @@ def find_pairs(folder: Path, skipped: list[dict]) -> list[Foreground]:
 # Reading and checking
 
 
-def downscale(colour: np.ndarray, alpha: np.ndarray, max_size: int) -> tuple[np.ndarray, ...]:
-    """Shrink a foreground so its longest side is at most ``max_size`` (area averaging).
+def resize_foreground(
+    colour: np.ndarray, alpha: np.ndarray, long_side: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resize a foreground so its longest side is ``long_side``, keeping its aspect ratio.
 
-    Colour is averaged premultiplied, ``F' = area(alpha F) / area(alpha)``, so the colour of
-    transparent pixels (often black or white garbage in RGBA files) does not bleed into edges.
+    Colour is resized premultiplied, ``F' = resize(alpha F) / resize(alpha)``, so the colour of
+    transparent pixels (often black or white garbage in RGBA files) does not bleed into edges;
+    where the new alpha is below 1/255 the plainly resized colour is kept. Shrinking averages
+    areas (no aliasing), enlarging interpolates linearly.
 
     Parameters
     ----------
@@ -240,20 +256,33 @@ def downscale(colour: np.ndarray, alpha: np.ndarray, max_size: int) -> tuple[np.
 
     Returns
     -------
-    (colour, alpha) with the same dtypes, unchanged when already small enough.
+    (colour, alpha) with the same dtypes, unchanged when already of that size.
     """
     height, width = alpha.shape
-    if max(height, width) <= max_size:
+    if max(height, width) == long_side:
         return colour, alpha
-    scale = max_size / max(height, width)
+    scale = long_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    premultiplied = cv2.resize(colour * alpha[..., None], size, interpolation=cv2.INTER_AREA)
-    plain = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
-    opaque_enough = small_alpha[..., None] > 1.0 / 255.0
-    unpremultiplied = premultiplied / np.maximum(small_alpha, 1e-6)[..., None]
-    small_colour = np.where(opaque_enough, unpremultiplied, plain)
-    return np.clip(small_colour, 0.0, 1.0), np.clip(small_alpha, 0.0, 1.0)
+    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
+    new_alpha = cv2.resize(alpha, size, interpolation=interpolation)
+    premultiplied = cv2.resize(colour * alpha[..., None], size, interpolation=interpolation)
+    plain = cv2.resize(colour, size, interpolation=interpolation)
+    opaque_enough = new_alpha[..., None] > 1.0 / 255.0
+    unpremultiplied = premultiplied / np.maximum(new_alpha, 1e-6)[..., None]
+    new_colour = np.where(opaque_enough, unpremultiplied, plain)
+    return np.clip(new_colour, 0.0, 1.0), np.clip(new_alpha, 0.0, 1.0)
+
+
+def downscale(colour: np.ndarray, alpha: np.ndarray, max_size: int) -> tuple[np.ndarray, ...]:
+    """Shrink a foreground so its longest side is at most ``max_size`` (``resize_foreground``).
+
+    Returns
+    -------
+    (colour, alpha) with the same dtypes, unchanged when already small enough.
+    """
+    if max(alpha.shape) <= max_size:
+        return colour, alpha
+    return resize_foreground(colour, alpha, max_size)
 
 
 def load_foreground(source: Foreground, max_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -411,9 +440,33 @@ def sample_name(foreground: Foreground, background: Background) -> str:
 
 
 def sample_seed(seed: int, name: str) -> int:
-    """Seed of a sample's own random stream (background crop, trimap kernel)."""
+    """Seed of a sample's own random stream (background crop, trimap kernel).
+
+    Its size and its degradations come from ``default_rng([sample_seed, SCALE_STREAM])`` and
+    ``default_rng([sample_seed, DEGRADE_STREAM])``, so turning either option on or off leaves
+    every other draw of the sample as it was.
+    """
     digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
+
+
+SCALE_STREAM, DEGRADE_STREAM = 1, 2
+
+
+def sample_scale(task: Task) -> int | None:
+    """The sample's longest side drawn from ``task.scales``, or None without scales."""
+    if not task.scales:
+        return None
+    rng = np.random.default_rng([sample_seed(task.seed, task.name), SCALE_STREAM])
+    return int(rng.choice(task.scales))
+
+
+def sample_degradations(task: Task, long_side: int) -> dict | None:
+    """The sample's degradation parameters (``degrade.draw``), or None when they are off."""
+    if not task.degrade:
+        return None
+    rng = np.random.default_rng([sample_seed(task.seed, task.name), DEGRADE_STREAM])
+    return degrade.draw(rng, long_side)
 
 
 def sample_path(out: Path, split: str, part: str, name: str) -> Path:
@@ -449,24 +502,38 @@ def misplaced_samples(
 # ---------------------------------------------------------------------------------------------
 # Making samples (runs in the workers)
 
-_cache: dict[tuple[Foreground, int], tuple[np.ndarray, np.ndarray]] = {}
+_cache: dict[tuple[Foreground, int], tuple[np.ndarray, ...]] = {}
 
 
-def _quantised_foreground(source: Foreground, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """8-bit colour and alpha of a foreground, kept for this worker's next sample.
+def _quantised_foreground(
+    source: Foreground, max_size: int, long_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit colour and alpha of a foreground, resized to ``long_side`` when one is given.
 
-    The samples of a foreground are queued one after another, so with a one-entry cache each
-    worker decodes each foreground about once.
+    The decoded foreground is kept for this worker's next sample: the samples of a foreground
+    are queued one after another, so with a one-entry cache each worker decodes each
+    foreground about once.
     """
     key = (source, max_size)
     if key not in _cache:
         colour, alpha = load_foreground(source, max_size)
         _cache.clear()
-        _cache[key] = (to_uint8(colour), to_uint8(alpha))
-    return _cache[key]
+        _cache[key] = (colour, alpha, to_uint8(colour), to_uint8(alpha))
+    colour, alpha, colour8, alpha8 = _cache[key]
+    if long_side is None or long_side == max(alpha.shape):
+        return colour8, alpha8
+    colour, alpha = resize_foreground(colour, alpha, long_side)
+    return to_uint8(colour), to_uint8(alpha)
 
 
-def _sample_record(task: Task, width: int, height: int, kernel: int | None) -> dict:
+def _sample_record(
+    task: Task,
+    width: int,
+    height: int,
+    kernel: int | None,
+    scale: int | None = None,
+    degradations: dict | None = None,
+) -> dict:
     return {
         "kind": "sample",
         "name": task.name,
@@ -479,6 +546,8 @@ def _sample_record(task: Task, width: int, height: int, kernel: int | None) -> d
         "trimap_kernel": kernel,
         "width": width,
         "height": height,
+        "scale": scale,
+        "degradations": degradations,
         "status": "kept",
         "reason": None,
     }
@@ -488,13 +557,17 @@ def make_sample(task: Task) -> dict:
     """Write one sample's five files, the image last, and return its manifest record.
 
     The composite is made from the 8-bit foreground, alpha and background exactly as written,
-    so ``image == round(alpha F + (1 - alpha) B)`` holds for the files on disk. The sample's
-    random stream (``sample_seed``) draws the background crop, then the trimap kernel. An
-    unreadable input gives a record with status "skipped" and the reason instead.
+    so ``image == round(alpha F + (1 - alpha) B)`` holds for the files on disk, also when F and
+    B were degraded (``scripts/degrade.py``: that happens before compositing). The sample's
+    random stream (``sample_seed``) draws the background crop, then the trimap kernel; its
+    size (with ``task.scales``) and its degradations (with ``task.degrade``) come from streams
+    of their own. An unreadable input gives a record with status "skipped" and the reason
+    instead.
     """
     out = Path(task.out)
+    scale = sample_scale(task)
     try:
-        fg8, alpha8 = _quantised_foreground(task.foreground, task.max_size)
+        fg8, alpha8 = _quantised_foreground(task.foreground, task.max_size, scale)
         background = read_image(task.background.path)
     except ImageError as error:
         return {
@@ -508,13 +581,16 @@ def make_sample(task: Task) -> dict:
     rng = np.random.default_rng(sample_seed(task.seed, task.name))
     bg8 = to_uint8(fit_background(background, height, width, rng))
     kernel = int(rng.integers(task.kernel[0], task.kernel[1] + 1))
+    degradations = sample_degradations(task, max(height, width))
+    if degradations is not None:
+        fg8, bg8 = degrade.apply(fg8, bg8, degradations)
     alpha = alpha8.astype(np.float32) / 255.0
     trimap = trimap_to_uint8(trimap_from_alpha(alpha, kernel_size=kernel))
     fg = fg8.astype(np.float32) / 255.0
     image = to_uint8(composite(fg, alpha, bg8.astype(np.float32) / 255.0))
     for part, pixels in zip(PARTS, (trimap, alpha8, fg8, bg8, image), strict=True):
         write_png(sample_path(out, task.split, part, task.name), pixels)
-    record = _sample_record(task, width, height, kernel)
+    record = _sample_record(task, width, height, kernel, scale, degradations)
     append_record(out / MANIFEST, record)
     return record
 
@@ -589,6 +665,27 @@ def kernel_range(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+MIN_SCALE = 32
+MAX_SCALE = 1024
+"""Sample sides ``--scales`` accepts: a long side of 1024 keeps a sample within 1 MP."""
+
+
+def scale_list(text: str) -> tuple[int, ...]:
+    """argparse type: ``PX[,PX...]`` sample long sides, each in [MIN_SCALE, MAX_SCALE]."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of pixel sizes like 512,1024"
+        ) from None
+    for value in values:
+        if not MIN_SCALE <= value <= MAX_SCALE:
+            raise argparse.ArgumentTypeError(
+                f"{value} is outside {MIN_SCALE}-{MAX_SCALE} (1024 px keeps a sample within 1 MP)"
+            )
+    return values
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         description="Composite foregrounds onto backgrounds into train/val/test samples.",
@@ -630,6 +727,22 @@ def build_parser() -> ArgumentParser:
         type=positive_int,
         default=1024,
         help="longest side of a sample; larger foregrounds are shrunk (default 1024)",
+    )
+    sampling.add_argument(
+        "--scales",
+        type=scale_list,
+        default=None,
+        metavar="PX[,PX...]",
+        help="draw each sample's longest side from these sizes (e.g. 512,768,1024; at most 1024,"
+        " i.e. 1 MP), enlarging or shrinking its foreground; default: the foreground's own size,"
+        " at most --max-size",
+    )
+    sampling.add_argument(
+        "--no-degrade",
+        dest="degrade",
+        action="store_false",
+        help="store clean composites: no matched blur, colour cast, noise or JPEG of F and B,"
+        " and no foreground colour shift (the samples of earlier versions)",
     )
     sampling.add_argument(
         "--trimap-kernel",
@@ -726,6 +839,8 @@ def _plan(
                     options.seed,
                     options.max_size,
                     options.trimap_kernel,
+                    options.scales,
+                    options.degrade,
                 )
             )
     return tasks
@@ -746,6 +861,8 @@ def _run_record(
         "val_fraction": options.val_fraction,
         "test_fraction": options.test_fraction,
         "max_size": options.max_size,
+        "scales": list(options.scales) if options.scales else None,
+        "degrade": options.degrade,
         "trimap_kernel": list(options.trimap_kernel),
         "foregrounds": {split: sum(s == split for s in splits.values()) for split in SPLITS},
         "backgrounds": "shared" if note else {split: len(pools[split]) for split in SPLITS},
@@ -831,7 +948,13 @@ def run(options: argparse.Namespace) -> int:
             if task.name not in recorded:
                 # Killed between the image and its record: the sample is complete, log it.
                 info = probe_image(image)
-                append_record(manifest, _sample_record(task, info.width, info.height, None))
+                degradations = sample_degradations(task, max(info.width, info.height))
+                append_record(
+                    manifest,
+                    _sample_record(
+                        task, info.width, info.height, None, sample_scale(task), degradations
+                    ),
+                )
 
         made: Counter = Counter()
         failed: Counter = Counter()
