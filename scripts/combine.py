@@ -43,15 +43,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import re
 import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -63,11 +60,10 @@ from model.cli import (
     non_negative_int,
     positive_int,
 )
-from model.compositing import alpha_problem, composite, fit_background, trimap_from_alpha
+from model.compositing import composite, fit_background, trimap_from_alpha
 from model.images import (
     ImageError,
     probe_image,
-    read_alpha,
     read_image,
     read_trimap,
     to_uint8,
@@ -77,38 +73,27 @@ from model.images import (
 from model.manifest import append_record, read_records
 from scripts import degrade
 from scripts.parallel import Workers
+from scripts.sources import (
+    Background,
+    CombineError,
+    Foreground,
+    check_input,
+    find_pairs,
+    find_raw,
+    load_foreground,
+    resize_foreground,
+    skipped_record,
+    unique,
+)
+from scripts.splits import SPLITS, assign_splits, choose_backgrounds, split_backgrounds
 
 DEFAULT_RAW = Path(__file__).resolve().parent / "raw"
 DEFAULT_OUT = Path(__file__).resolve().parent / "data"
 MANIFEST = "manifest.jsonl"
-SPLITS = ("train", "val", "test")
 PARTS = ("trimap", "alpha", "fg", "bg", "image")
 """Sample files in the order they are written; the image goes last and marks completion."""
 PRIOR_PART = "prior"
 """The closed-form matte of a finished sample, written in a second stage."""
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-
-
-class CombineError(Exception):
-    """Input that makes the whole run impossible; ``str(error)`` is ``"<path>: <problem>"``."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        super().__init__(f"{path}: {problem}")
-
-
-@dataclass(frozen=True)
-class Foreground:
-    """A foreground source: an RGBA file, or an image whose alpha is a separate mask."""
-
-    name: str
-    image: str
-    mask: str | None = None
-
-
-@dataclass(frozen=True)
-class Background:
-    name: str
-    path: str
 
 
 @dataclass(frozen=True)
@@ -128,311 +113,7 @@ class Task:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding the inputs
-
-
-def sanitise(text: str) -> str:
-    """A file-name-safe identity: runs of anything but ``[A-Za-z0-9._-]`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder`` (by extension, not hidden), sorted; [] if it does not exist."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    )
-
-
-def _skipped(kind: str, path: str | os.PathLike, reason: str) -> dict:
-    return {"kind": kind, "file": str(path), "status": "skipped", "reason": reason}
-
-
-def _unique(items: list, kind: str, skipped: list[dict]) -> list:
-    """Keep the first item of each name; later ones are skipped as duplicates."""
-    seen: dict[str, object] = {}
-    kept = []
-    for item in items:
-        if item.name in seen:
-            first = seen[item.name]
-            other = first.image if kind == "foreground" else first.path
-            path = item.image if kind == "foreground" else item.path
-            skipped.append(_skipped(kind, path, f"duplicate name {item.name!r} (also {other})"))
-            continue
-        seen[item.name] = item
-        kept.append(item)
-    return kept
-
-
-def find_raw(raw: Path) -> tuple[list[Foreground], list[Background]]:
-    """Foreground and background files of a raw folder.
-
-    Raises
-    ------
-    CombineError
-        The folder is missing, or has no background images.
-    """
-    if not raw.exists():
-        raise CombineError(raw, "no such folder")
-    if not raw.is_dir():
-        raise CombineError(raw, "not a folder")
-    backgrounds = [
-        Background(sanitise(path.stem), str(path)) for path in list_images(raw / "background")
-    ]
-    if not backgrounds:
-        raise CombineError(
-            raw,
-            "no background images in background/ (make some with synthesize.py or download.py)",
-        )
-    foregrounds = [
-        Foreground(sanitise(path.stem), str(path)) for path in list_images(raw / "foreground")
-    ]
-    return foregrounds, backgrounds
-
-
-def find_pairs(folder: Path, skipped: list[dict]) -> list[Foreground]:
-    """Image/mask pairs matched by stem: ``folder/images/NAME.*`` with ``folder/masks/NAME.*``.
-
-    Unmatched files go to ``skipped``. The identity of a pair is ``<folder name>-<stem>``, so
-    two datasets with the same file names do not collide.
-
-    Raises
-    ------
-    CombineError
-        The folder, or its images/ or masks/ subfolder, is missing.
-    """
-    if not folder.is_dir():
-        raise CombineError(folder, "no such folder" if not folder.exists() else "not a folder")
-    found = {}
-    for sub in ("images", "masks"):
-        if not (folder / sub).is_dir():
-            raise CombineError(
-                folder / sub, "missing; a pairs folder holds images/NAME.jpg and masks/NAME.png"
-            )
-        found[sub] = {}
-        for path in list_images(folder / sub):
-            if path.stem in found[sub]:
-                skipped.append(
-                    _skipped("foreground", path, f"duplicate stem (also {found[sub][path.stem]})")
-                )
-            else:
-                found[sub][path.stem] = path
-    images, masks = found["images"], found["masks"]
-    pairs = []
-    for stem in sorted(images.keys() | masks.keys()):
-        if stem not in masks:
-            skipped.append(
-                _skipped("foreground", images[stem], f"no mask masks/{stem}.png for this image")
-            )
-        elif stem not in images:
-            skipped.append(_skipped("foreground", masks[stem], "mask without an image"))
-        else:
-            name = sanitise(f"{folder.resolve().name}-{stem}")
-            pairs.append(Foreground(name, str(images[stem]), str(masks[stem])))
-    return pairs
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and checking
-
-
-def resize_foreground(
-    colour: np.ndarray, alpha: np.ndarray, long_side: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Resize a foreground so its longest side is ``long_side``, keeping its aspect ratio.
-
-    Colour is resized premultiplied, ``F' = resize(alpha F) / resize(alpha)``, so the colour of
-    transparent pixels (often black or white garbage in RGBA files) does not bleed into edges;
-    where the new alpha is below 1/255 the plainly resized colour is kept. Shrinking averages
-    areas (no aliasing), enlarging interpolates linearly.
-
-    Parameters
-    ----------
-    colour : ndarray, float32, shape (H, W, 3), values in [0, 1]
-    alpha : ndarray, float32, shape (H, W), values in [0, 1]
-
-    Returns
-    -------
-    (colour, alpha) with the same dtypes, unchanged when already of that size.
-    """
-    height, width = alpha.shape
-    if max(height, width) == long_side:
-        return colour, alpha
-    scale = long_side / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    interpolation = cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR
-    new_alpha = cv2.resize(alpha, size, interpolation=interpolation)
-    premultiplied = cv2.resize(colour * alpha[..., None], size, interpolation=interpolation)
-    plain = cv2.resize(colour, size, interpolation=interpolation)
-    opaque_enough = new_alpha[..., None] > 1.0 / 255.0
-    unpremultiplied = premultiplied / np.maximum(new_alpha, 1e-6)[..., None]
-    new_colour = np.where(opaque_enough, unpremultiplied, plain)
-    return np.clip(new_colour, 0.0, 1.0), np.clip(new_alpha, 0.0, 1.0)
-
-
-def downscale(colour: np.ndarray, alpha: np.ndarray, max_size: int) -> tuple[np.ndarray, ...]:
-    """Shrink a foreground so its longest side is at most ``max_size`` (``resize_foreground``).
-
-    Returns
-    -------
-    (colour, alpha) with the same dtypes, unchanged when already small enough.
-    """
-    if max(alpha.shape) <= max_size:
-        return colour, alpha
-    return resize_foreground(colour, alpha, max_size)
-
-
-def load_foreground(source: Foreground, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (HxWx3) and alpha (HxW) of a foreground, float32 in [0, 1], EXIF-upright.
-
-    Raises
-    ------
-    ImageError
-        Unreadable file, or a mask whose size differs from its image.
-    """
-    if source.mask is None:
-        pixels = read_image(source.image, keep_alpha=True)
-        colour, alpha = pixels[..., :3], pixels[..., 3]
-    else:
-        colour = read_image(source.image)
-        alpha = read_alpha(source.mask)
-        if alpha.shape != colour.shape[:2]:
-            raise ImageError(
-                source.mask,
-                f"mask is {alpha.shape[1]}x{alpha.shape[0]} but its image is"
-                f" {colour.shape[1]}x{colour.shape[0]}",
-            )
-    return downscale(colour, alpha, max_size)
-
-
-def check_foreground(job: tuple[Foreground, int]) -> tuple[Foreground, str | None]:
-    """(foreground, None) if it is usable, else (foreground, why not)."""
-    source, max_size = job
-    try:
-        _, alpha = load_foreground(source, max_size)
-    except ImageError as error:
-        return source, error.problem if error.source == source.image else str(error)
-    return source, alpha_problem(alpha)
-
-
-def check_background(background: Background) -> tuple[Background, str | None]:
-    """(background, None) if it decodes, else (background, why not)."""
-    try:
-        read_image(background.path)
-    except ImageError as error:
-        return background, error.problem
-    return background, None
-
-
-def _check(job: tuple[str, object]) -> tuple[str, object, str | None]:
-    kind, payload = job
-    if kind == "foreground":
-        return kind, *check_foreground(payload)
-    return kind, *check_background(payload)
-
-
-# ---------------------------------------------------------------------------------------------
-# Splits and sample plan
-
-
-def unit_hash(*parts: object) -> float:
-    """A stable pseudo-random number in [0, 1) from the parts (sha256, not Python's hash)."""
-    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def assign_splits(
-    names: list[str], seed: int, val_fraction: float, test_fraction: float, salt: str
-) -> dict[str, str]:
-    """Split names into train/val/test by hashing each with the seed.
-
-    A name with ``u = unit_hash(seed, salt, name)`` goes to test if ``u < test_fraction``, to
-    val if ``u < test_fraction + val_fraction``, else to train. With 3 or more names, a split
-    with a non-zero fraction that came out empty takes the name(s) whose hash is nearest its
-    interval, and train always keeps one. Apart from those corrections (small sets only), a
-    name's split depends on its own hash alone, so adding names does not move existing ones.
-
-    Returns
-    -------
-    dict name -> "train" | "val" | "test".
-    """
-    ranked = sorted(names, key=lambda name: (unit_hash(seed, salt, name), name))
-    units = [unit_hash(seed, salt, name) for name in ranked]
-    n_test = sum(u < test_fraction for u in units)
-    n_val = sum(test_fraction <= u < test_fraction + val_fraction for u in units)
-    if len(ranked) >= 3:
-        n_test = max(n_test, 1 if test_fraction > 0 else 0)
-        n_val = max(n_val, 1 if val_fraction > 0 else 0)
-    while ranked and n_test + n_val >= len(ranked):
-        if n_val >= n_test and n_val > 0:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return {
-        name: "test" if i < n_test else "val" if i < n_test + n_val else "train"
-        for i, name in enumerate(ranked)
-    }
-
-
-def split_backgrounds(
-    backgrounds: list[Background],
-    seed: int,
-    val_fraction: float,
-    test_fraction: float,
-    needs: dict[str, int],
-) -> tuple[dict[str, list[Background]], str | None]:
-    """Give each split its own backgrounds, or all of them to every split when too few.
-
-    Backgrounds are ranked by ``unit_hash(seed, "background", name)``; test takes the first
-    ``max(its fraction's share, needs["test"])``, val the next ``max(..., needs["val"])``, train
-    the rest. A split without foregrounds (need 0) takes none.
-
-    Parameters
-    ----------
-    needs : dict split -> int
-        Backgrounds one foreground of that split is composited onto (0: no foregrounds).
-
-    Returns
-    -------
-    pools : dict split -> list of Background
-    note : str or None
-        Why the splits share their backgrounds, or None when they are disjoint.
-    """
-    ranked = sorted(backgrounds, key=lambda b: (unit_hash(seed, "background", b.name), b.name))
-    units = [unit_hash(seed, "background", b.name) for b in ranked]
-    natural = {
-        "test": sum(u < test_fraction for u in units),
-        "val": sum(test_fraction <= u < test_fraction + val_fraction for u in units),
-    }
-    counts = {split: max(natural[split], needs[split]) if needs[split] else 0 for split in natural}
-    n_train = len(ranked) - counts["test"] - counts["val"]
-    if n_train < needs["train"] or n_train < 0:
-        wanted = ", ".join(f"{split} {needs[split]}" for split in SPLITS if needs[split])
-        note = (
-            f"{len(ranked)} backgrounds are too few for disjoint splits (one per sample of a"
-            f" foreground: {wanted}); all splits share them"
-        )
-        return {split: list(ranked) for split in SPLITS}, note
-    pools = {
-        "test": ranked[: counts["test"]],
-        "val": ranked[counts["test"] : counts["test"] + counts["val"]],
-        "train": ranked[counts["test"] + counts["val"] :],
-    }
-    return pools, None
-
-
-def choose_backgrounds(
-    foreground: str, pool: list[Background], count: int, seed: int
-) -> list[Background]:
-    """The ``count`` backgrounds of ``pool`` with the smallest ``unit_hash(seed, fg, bg)``.
-
-    Rendezvous hashing: adding a background to the pool changes at most one choice.
-    """
-    ranked = sorted(pool, key=lambda b: (unit_hash(seed, "pair", foreground, b.name), b.name))
-    return ranked[:count]
+# Sample plan
 
 
 def sample_name(foreground: Foreground, background: Background) -> str:
@@ -804,13 +485,13 @@ def _check_inputs(
     jobs: list[tuple[str, object]] = [("foreground", (fg, max_size)) for fg in foregrounds]
     jobs += [("background", bg) for bg in backgrounds]
     usable: dict[str, list] = {"foreground": [], "background": []}
-    results = workers.imap_unordered(_check, jobs)
+    results = workers.imap_unordered(check_input, jobs)
     for kind, item, reason in tqdm(results, total=len(jobs), desc="check", unit="file"):
         if reason is None:
             usable[kind].append(item)
         else:
             path = item.image if kind == "foreground" else item.path
-            skipped.append(_skipped(kind, path, reason))
+            skipped.append(skipped_record(kind, path, reason))
     return (
         sorted(usable["foreground"], key=lambda f: f.name),
         sorted(usable["background"], key=lambda b: b.name),
@@ -879,8 +560,8 @@ def run(options: argparse.Namespace) -> int:
     foregrounds, backgrounds = find_raw(options.raw)
     for folder in options.pairs:
         foregrounds += find_pairs(folder, skipped)
-    foregrounds = _unique(foregrounds, "foreground", skipped)
-    backgrounds = _unique(backgrounds, "background", skipped)
+    foregrounds = unique(foregrounds, "foreground", skipped)
+    backgrounds = unique(backgrounds, "background", skipped)
     sources = ", ".join(str(p) for p in [options.raw / "foreground", *options.pairs])
     if not foregrounds:
         raise CombineError(sources, "no foreground images")

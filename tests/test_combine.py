@@ -29,7 +29,7 @@ from PIL import Image
 from model.classical import closed_form_prior, has_prior
 from model.compositing import fit_background
 from model.images import read_image, read_trimap, to_uint8
-from scripts import combine, degrade, synthesize
+from scripts import combine, degrade, sources, splits, synthesize
 from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -370,7 +370,7 @@ def test_rerun_that_would_move_a_foreground_to_another_split_is_refused(raw, tmp
     assert run_combine(raw, out, *args) == 0
     before = all_samples(out)
     fgs = sorted(p.stem for p in (raw / "foreground").iterdir())
-    assert combine.assign_splits(fgs, 1, 0.1, 0.1, "foreground") != combine.assign_splits(
+    assert splits.assign_splits(fgs, 1, 0.1, 0.1, "foreground") != splits.assign_splits(
         fgs, 0, 0.1, 0.1, "foreground"
     )
     manifest = (out / "manifest.jsonl").read_bytes()
@@ -756,7 +756,7 @@ def test_resize_foreground_keeps_colour_where_alpha_is_zero():
     colour[alpha == 1.0] = (0.2, 0.6, 0.4)
     colour[alpha == 0.0] = (1.0, 0.0, 1.0)  # garbage under alpha 0
     for side in (10, 40):
-        new_colour, new_alpha = combine.resize_foreground(colour, alpha, side)
+        new_colour, new_alpha = sources.resize_foreground(colour, alpha, side)
         assert new_alpha.shape == (side, side)
         visible = new_alpha > 0.02
         np.testing.assert_allclose(
