@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 
 from model.compositing import trimap_from_alpha
 from model.images import trimap_to_uint8, write_png
-from scripts import combine, procedural
+from scripts import combine, procedural, sources, splits
 
 RESOLUTIONS = ((480, 640), (1080, 1920))
 FOREGROUNDS = 3
@@ -55,14 +55,14 @@ def make_inputs(raw: Path, height: int, width: int) -> None:
 def baseline(raw: Path, out: Path, per_fg: int, seed: int = 0) -> int:
     """The same samples as combine.py, made the obvious way in one process; returns the count."""
     rng = np.random.default_rng(seed)
-    foregrounds, backgrounds = combine.find_raw(raw)
+    foregrounds, backgrounds = sources.find_raw(raw)
     count = 0
     for fg in foregrounds:
         rgba = Image.open(fg.image).convert("RGBA")
         alpha = rgba.getchannel("A")
         colour = rgba.convert("RGB")
         matte = np.asarray(alpha, dtype=np.float32) / 255.0
-        for bg in combine.choose_backgrounds(fg.name, backgrounds, per_fg, seed):
+        for bg in splits.choose_backgrounds(fg.name, backgrounds, per_fg, seed):
             background = ImageOps.fit(Image.open(bg.path).convert("RGB"), rgba.size)
             image = Image.composite(colour, background, alpha)
             trimap = trimap_to_uint8(trimap_from_alpha(matte, rng))
@@ -86,6 +86,8 @@ def run_combine(raw: Path, out: Path, per_fg: int, workers: int) -> int:
     """combine.py's main() on the same inputs, all samples in train; returns the count."""
     args = [str(raw), "--out", str(out), "--per-fg", str(per_fg), "--workers", str(workers)]
     args += ["--val-fraction", "0", "--test-fraction", "0"]
+    # The obvious implementation makes clean composites; so must the side it is compared with.
+    args += ["--no-degrade"]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         status = combine.main(args)
     if status != 0:

@@ -57,6 +57,7 @@ import tensorflow as tf
 
 from model.classical import has_prior
 from model.compositing import (
+    colour_matrix,
     composite,
     fit_background,
     trimap_from_alpha,
@@ -229,11 +230,6 @@ def _bgr_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
-# NTSC YIQ: Y is luma, (I, Q) the chroma plane, in which a hue shift is a plain rotation.
-_RGB_TO_YIQ = np.array(
-    [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64
-)
-_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
 _BGR_TO_RGB = np.eye(3)[::-1]
 
 
@@ -254,25 +250,17 @@ def _window(
 
 
 def _colour_matrix(rng: np.random.Generator) -> np.ndarray:
-    """A random 3x3 colour jitter that also turns OpenCV's BGR into RGB.
-
-    .. math:: M = b \\, Y^{-1} \\operatorname{diag}(1, s R_\\theta) \\, Y \\, P
-
-    with ``P`` the BGR-to-RGB permutation, ``Y`` the RGB-to-YIQ matrix, ``R_theta`` a rotation
-    of the chroma plane by the hue shift ``theta``, ``s`` the saturation factor and ``b`` the
-    brightness factor. One matrix product per pixel (``cv2.transform``) does all three, far
-    cheaper than a round trip through HSV.
+    """A random 3x3 colour jitter (``model.compositing.colour_matrix``) that also turns
+    OpenCV's BGR into RGB.
 
     Returns
     -------
     ndarray, float32, shape (3, 3)
     """
-    theta = np.deg2rad(rng.uniform(-HUE_SHIFT_DEGREES, HUE_SHIFT_DEGREES))
+    hue = rng.uniform(-HUE_SHIFT_DEGREES, HUE_SHIFT_DEGREES)
     saturation = rng.uniform(*SATURATION_RANGE)
     brightness = rng.uniform(*BRIGHTNESS_RANGE)
-    cos, sin = np.cos(theta) * saturation, np.sin(theta) * saturation
-    chroma = np.array([[1.0, 0.0, 0.0], [0.0, cos, -sin], [0.0, sin, cos]])
-    return (brightness * _YIQ_TO_RGB @ chroma @ _RGB_TO_YIQ @ _BGR_TO_RGB).astype(np.float32)
+    return colour_matrix(hue, saturation, brightness) @ _BGR_TO_RGB.astype(np.float32)
 
 
 def _to_rgb(bgr: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:

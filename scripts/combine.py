@@ -14,6 +14,13 @@ the alpha). Writes, for every sample ``<fg>__<bg>``::
                                            the generator's prior (``--no-prior`` skips it)
     OUT/manifest.jsonl                     one record per sample, skipped file and run
 
+Unless ``--no-degrade``, F and B of each sample get matched camera degradations before they are
+composited (``scripts/degrade.py``: a foreground colour shift, then the same blur, colour cast,
+noise field and JPEG quality for both), drawn per sample and recorded in its manifest record;
+the image is composited from the degraded 8-bit F and B as stored, so the equation above holds
+for the files. With ``--scales``, each sample's longest side is drawn from the list (up to
+1024, i.e. 1 MP), and its foreground shrunk or enlarged to it.
+
 Splits go by foreground identity, so no foreground is in two splits; backgrounds are split too,
 so test backgrounds are never seen in training (unless there are too few, then all splits share
 them and the manifest says so). Each of the five files is written atomically and the image
@@ -28,21 +35,20 @@ Usage::
     python3 scripts/combine.py demo-out/raw --out demo-out/data --per-fg 4 --test-per-fg 2
     python3 scripts/combine.py scripts/raw --pairs ~/data/DUTS-TR --pairs ~/data/AISegment
     python3 scripts/combine.py --val-fraction 0.05 --test-fraction 0.05 --seed 3 --workers 2
+    python3 scripts/combine.py --scales 512,768,1024      # sizes up to 1 MP, drawn per sample
+    python3 scripts/combine.py --no-degrade               # clean composites, as before
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
-import re
 import signal
 import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -54,11 +60,10 @@ from model.cli import (
     non_negative_int,
     positive_int,
 )
-from model.compositing import alpha_problem, composite, fit_background, trimap_from_alpha
+from model.compositing import composite, fit_background, trimap_from_alpha
 from model.images import (
     ImageError,
     probe_image,
-    read_alpha,
     read_image,
     read_trimap,
     to_uint8,
@@ -66,39 +71,29 @@ from model.images import (
     write_png,
 )
 from model.manifest import append_record, read_records
+from scripts import degrade
 from scripts.parallel import Workers
+from scripts.sources import (
+    Background,
+    CombineError,
+    Foreground,
+    check_input,
+    find_pairs,
+    find_raw,
+    load_foreground,
+    resize_foreground,
+    skipped_record,
+    unique,
+)
+from scripts.splits import SPLITS, assign_splits, choose_backgrounds, split_backgrounds
 
 DEFAULT_RAW = Path(__file__).resolve().parent / "raw"
 DEFAULT_OUT = Path(__file__).resolve().parent / "data"
 MANIFEST = "manifest.jsonl"
-SPLITS = ("train", "val", "test")
 PARTS = ("trimap", "alpha", "fg", "bg", "image")
 """Sample files in the order they are written; the image goes last and marks completion."""
 PRIOR_PART = "prior"
 """The closed-form matte of a finished sample, written in a second stage."""
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
-
-
-class CombineError(Exception):
-    """Input that makes the whole run impossible; ``str(error)`` is ``"<path>: <problem>"``."""
-
-    def __init__(self, path: str | os.PathLike, problem: str):
-        super().__init__(f"{path}: {problem}")
-
-
-@dataclass(frozen=True)
-class Foreground:
-    """A foreground source: an RGBA file, or an image whose alpha is a separate mask."""
-
-    name: str
-    image: str
-    mask: str | None = None
-
-
-@dataclass(frozen=True)
-class Background:
-    name: str
-    path: str
 
 
 @dataclass(frozen=True)
@@ -113,297 +108,12 @@ class Task:
     seed: int
     max_size: int
     kernel: tuple[int, int]
+    scales: tuple[int, ...] | None = None
+    degrade: bool = False
 
 
 # ---------------------------------------------------------------------------------------------
-# Finding the inputs
-
-
-def sanitise(text: str) -> str:
-    """A file-name-safe identity: runs of anything but ``[A-Za-z0-9._-]`` become ``_``."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "unnamed"
-
-
-def list_images(folder: Path) -> list[Path]:
-    """Image files in ``folder`` (by extension, not hidden), sorted; [] if it does not exist."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        path
-        for path in folder.iterdir()
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    )
-
-
-def _skipped(kind: str, path: str | os.PathLike, reason: str) -> dict:
-    return {"kind": kind, "file": str(path), "status": "skipped", "reason": reason}
-
-
-def _unique(items: list, kind: str, skipped: list[dict]) -> list:
-    """Keep the first item of each name; later ones are skipped as duplicates."""
-    seen: dict[str, object] = {}
-    kept = []
-    for item in items:
-        if item.name in seen:
-            first = seen[item.name]
-            other = first.image if kind == "foreground" else first.path
-            path = item.image if kind == "foreground" else item.path
-            skipped.append(_skipped(kind, path, f"duplicate name {item.name!r} (also {other})"))
-            continue
-        seen[item.name] = item
-        kept.append(item)
-    return kept
-
-
-def find_raw(raw: Path) -> tuple[list[Foreground], list[Background]]:
-    """Foreground and background files of a raw folder.
-
-    Raises
-    ------
-    CombineError
-        The folder is missing, or has no background images.
-    """
-    if not raw.exists():
-        raise CombineError(raw, "no such folder")
-    if not raw.is_dir():
-        raise CombineError(raw, "not a folder")
-    backgrounds = [
-        Background(sanitise(path.stem), str(path)) for path in list_images(raw / "background")
-    ]
-    if not backgrounds:
-        raise CombineError(
-            raw,
-            "no background images in background/ (make some with synthesize.py or download.py)",
-        )
-    foregrounds = [
-        Foreground(sanitise(path.stem), str(path)) for path in list_images(raw / "foreground")
-    ]
-    return foregrounds, backgrounds
-
-
-def find_pairs(folder: Path, skipped: list[dict]) -> list[Foreground]:
-    """Image/mask pairs matched by stem: ``folder/images/NAME.*`` with ``folder/masks/NAME.*``.
-
-    Unmatched files go to ``skipped``. The identity of a pair is ``<folder name>-<stem>``, so
-    two datasets with the same file names do not collide.
-
-    Raises
-    ------
-    CombineError
-        The folder, or its images/ or masks/ subfolder, is missing.
-    """
-    if not folder.is_dir():
-        raise CombineError(folder, "no such folder" if not folder.exists() else "not a folder")
-    found = {}
-    for sub in ("images", "masks"):
-        if not (folder / sub).is_dir():
-            raise CombineError(
-                folder / sub, "missing; a pairs folder holds images/NAME.jpg and masks/NAME.png"
-            )
-        found[sub] = {}
-        for path in list_images(folder / sub):
-            if path.stem in found[sub]:
-                skipped.append(
-                    _skipped("foreground", path, f"duplicate stem (also {found[sub][path.stem]})")
-                )
-            else:
-                found[sub][path.stem] = path
-    images, masks = found["images"], found["masks"]
-    pairs = []
-    for stem in sorted(images.keys() | masks.keys()):
-        if stem not in masks:
-            skipped.append(
-                _skipped("foreground", images[stem], f"no mask masks/{stem}.png for this image")
-            )
-        elif stem not in images:
-            skipped.append(_skipped("foreground", masks[stem], "mask without an image"))
-        else:
-            name = sanitise(f"{folder.resolve().name}-{stem}")
-            pairs.append(Foreground(name, str(images[stem]), str(masks[stem])))
-    return pairs
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and checking
-
-
-def downscale(colour: np.ndarray, alpha: np.ndarray, max_size: int) -> tuple[np.ndarray, ...]:
-    """Shrink a foreground so its longest side is at most ``max_size`` (area averaging).
-
-    Colour is averaged premultiplied, ``F' = area(alpha F) / area(alpha)``, so the colour of
-    transparent pixels (often black or white garbage in RGBA files) does not bleed into edges.
-
-    Parameters
-    ----------
-    colour : ndarray, float32, shape (H, W, 3), values in [0, 1]
-    alpha : ndarray, float32, shape (H, W), values in [0, 1]
-
-    Returns
-    -------
-    (colour, alpha) with the same dtypes, unchanged when already small enough.
-    """
-    height, width = alpha.shape
-    if max(height, width) <= max_size:
-        return colour, alpha
-    scale = max_size / max(height, width)
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small_alpha = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
-    premultiplied = cv2.resize(colour * alpha[..., None], size, interpolation=cv2.INTER_AREA)
-    plain = cv2.resize(colour, size, interpolation=cv2.INTER_AREA)
-    opaque_enough = small_alpha[..., None] > 1.0 / 255.0
-    unpremultiplied = premultiplied / np.maximum(small_alpha, 1e-6)[..., None]
-    small_colour = np.where(opaque_enough, unpremultiplied, plain)
-    return np.clip(small_colour, 0.0, 1.0), np.clip(small_alpha, 0.0, 1.0)
-
-
-def load_foreground(source: Foreground, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Colour (HxWx3) and alpha (HxW) of a foreground, float32 in [0, 1], EXIF-upright.
-
-    Raises
-    ------
-    ImageError
-        Unreadable file, or a mask whose size differs from its image.
-    """
-    if source.mask is None:
-        pixels = read_image(source.image, keep_alpha=True)
-        colour, alpha = pixels[..., :3], pixels[..., 3]
-    else:
-        colour = read_image(source.image)
-        alpha = read_alpha(source.mask)
-        if alpha.shape != colour.shape[:2]:
-            raise ImageError(
-                source.mask,
-                f"mask is {alpha.shape[1]}x{alpha.shape[0]} but its image is"
-                f" {colour.shape[1]}x{colour.shape[0]}",
-            )
-    return downscale(colour, alpha, max_size)
-
-
-def check_foreground(job: tuple[Foreground, int]) -> tuple[Foreground, str | None]:
-    """(foreground, None) if it is usable, else (foreground, why not)."""
-    source, max_size = job
-    try:
-        _, alpha = load_foreground(source, max_size)
-    except ImageError as error:
-        return source, error.problem if error.source == source.image else str(error)
-    return source, alpha_problem(alpha)
-
-
-def check_background(background: Background) -> tuple[Background, str | None]:
-    """(background, None) if it decodes, else (background, why not)."""
-    try:
-        read_image(background.path)
-    except ImageError as error:
-        return background, error.problem
-    return background, None
-
-
-def _check(job: tuple[str, object]) -> tuple[str, object, str | None]:
-    kind, payload = job
-    if kind == "foreground":
-        return kind, *check_foreground(payload)
-    return kind, *check_background(payload)
-
-
-# ---------------------------------------------------------------------------------------------
-# Splits and sample plan
-
-
-def unit_hash(*parts: object) -> float:
-    """A stable pseudo-random number in [0, 1) from the parts (sha256, not Python's hash)."""
-    digest = hashlib.sha256("\0".join(str(p) for p in parts).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def assign_splits(
-    names: list[str], seed: int, val_fraction: float, test_fraction: float, salt: str
-) -> dict[str, str]:
-    """Split names into train/val/test by hashing each with the seed.
-
-    A name with ``u = unit_hash(seed, salt, name)`` goes to test if ``u < test_fraction``, to
-    val if ``u < test_fraction + val_fraction``, else to train. With 3 or more names, a split
-    with a non-zero fraction that came out empty takes the name(s) whose hash is nearest its
-    interval, and train always keeps one. Apart from those corrections (small sets only), a
-    name's split depends on its own hash alone, so adding names does not move existing ones.
-
-    Returns
-    -------
-    dict name -> "train" | "val" | "test".
-    """
-    ranked = sorted(names, key=lambda name: (unit_hash(seed, salt, name), name))
-    units = [unit_hash(seed, salt, name) for name in ranked]
-    n_test = sum(u < test_fraction for u in units)
-    n_val = sum(test_fraction <= u < test_fraction + val_fraction for u in units)
-    if len(ranked) >= 3:
-        n_test = max(n_test, 1 if test_fraction > 0 else 0)
-        n_val = max(n_val, 1 if val_fraction > 0 else 0)
-    while ranked and n_test + n_val >= len(ranked):
-        if n_val >= n_test and n_val > 0:
-            n_val -= 1
-        else:
-            n_test -= 1
-    return {
-        name: "test" if i < n_test else "val" if i < n_test + n_val else "train"
-        for i, name in enumerate(ranked)
-    }
-
-
-def split_backgrounds(
-    backgrounds: list[Background],
-    seed: int,
-    val_fraction: float,
-    test_fraction: float,
-    needs: dict[str, int],
-) -> tuple[dict[str, list[Background]], str | None]:
-    """Give each split its own backgrounds, or all of them to every split when too few.
-
-    Backgrounds are ranked by ``unit_hash(seed, "background", name)``; test takes the first
-    ``max(its fraction's share, needs["test"])``, val the next ``max(..., needs["val"])``, train
-    the rest. A split without foregrounds (need 0) takes none.
-
-    Parameters
-    ----------
-    needs : dict split -> int
-        Backgrounds one foreground of that split is composited onto (0: no foregrounds).
-
-    Returns
-    -------
-    pools : dict split -> list of Background
-    note : str or None
-        Why the splits share their backgrounds, or None when they are disjoint.
-    """
-    ranked = sorted(backgrounds, key=lambda b: (unit_hash(seed, "background", b.name), b.name))
-    units = [unit_hash(seed, "background", b.name) for b in ranked]
-    natural = {
-        "test": sum(u < test_fraction for u in units),
-        "val": sum(test_fraction <= u < test_fraction + val_fraction for u in units),
-    }
-    counts = {split: max(natural[split], needs[split]) if needs[split] else 0 for split in natural}
-    n_train = len(ranked) - counts["test"] - counts["val"]
-    if n_train < needs["train"] or n_train < 0:
-        wanted = ", ".join(f"{split} {needs[split]}" for split in SPLITS if needs[split])
-        note = (
-            f"{len(ranked)} backgrounds are too few for disjoint splits (one per sample of a"
-            f" foreground: {wanted}); all splits share them"
-        )
-        return {split: list(ranked) for split in SPLITS}, note
-    pools = {
-        "test": ranked[: counts["test"]],
-        "val": ranked[counts["test"] : counts["test"] + counts["val"]],
-        "train": ranked[counts["test"] + counts["val"] :],
-    }
-    return pools, None
-
-
-def choose_backgrounds(
-    foreground: str, pool: list[Background], count: int, seed: int
-) -> list[Background]:
-    """The ``count`` backgrounds of ``pool`` with the smallest ``unit_hash(seed, fg, bg)``.
-
-    Rendezvous hashing: adding a background to the pool changes at most one choice.
-    """
-    ranked = sorted(pool, key=lambda b: (unit_hash(seed, "pair", foreground, b.name), b.name))
-    return ranked[:count]
+# Sample plan
 
 
 def sample_name(foreground: Foreground, background: Background) -> str:
@@ -411,9 +121,33 @@ def sample_name(foreground: Foreground, background: Background) -> str:
 
 
 def sample_seed(seed: int, name: str) -> int:
-    """Seed of a sample's own random stream (background crop, trimap kernel)."""
+    """Seed of a sample's own random stream (background crop, trimap kernel).
+
+    Its size and its degradations come from ``default_rng([sample_seed, SCALE_STREAM])`` and
+    ``default_rng([sample_seed, DEGRADE_STREAM])``, so turning either option on or off leaves
+    every other draw of the sample as it was.
+    """
     digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
     return int.from_bytes(digest[:8], "big")
+
+
+SCALE_STREAM, DEGRADE_STREAM = 1, 2
+
+
+def sample_scale(task: Task) -> int | None:
+    """The sample's longest side drawn from ``task.scales``, or None without scales."""
+    if not task.scales:
+        return None
+    rng = np.random.default_rng([sample_seed(task.seed, task.name), SCALE_STREAM])
+    return int(rng.choice(task.scales))
+
+
+def sample_degradations(task: Task, long_side: int) -> dict | None:
+    """The sample's degradation parameters (``degrade.draw``), or None when they are off."""
+    if not task.degrade:
+        return None
+    rng = np.random.default_rng([sample_seed(task.seed, task.name), DEGRADE_STREAM])
+    return degrade.draw(rng, long_side)
 
 
 def sample_path(out: Path, split: str, part: str, name: str) -> Path:
@@ -449,24 +183,38 @@ def misplaced_samples(
 # ---------------------------------------------------------------------------------------------
 # Making samples (runs in the workers)
 
-_cache: dict[tuple[Foreground, int], tuple[np.ndarray, np.ndarray]] = {}
+_cache: dict[tuple[Foreground, int], tuple[np.ndarray, ...]] = {}
 
 
-def _quantised_foreground(source: Foreground, max_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """8-bit colour and alpha of a foreground, kept for this worker's next sample.
+def _quantised_foreground(
+    source: Foreground, max_size: int, long_side: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """8-bit colour and alpha of a foreground, resized to ``long_side`` when one is given.
 
-    The samples of a foreground are queued one after another, so with a one-entry cache each
-    worker decodes each foreground about once.
+    The decoded foreground is kept for this worker's next sample: the samples of a foreground
+    are queued one after another, so with a one-entry cache each worker decodes each
+    foreground about once.
     """
     key = (source, max_size)
     if key not in _cache:
         colour, alpha = load_foreground(source, max_size)
         _cache.clear()
-        _cache[key] = (to_uint8(colour), to_uint8(alpha))
-    return _cache[key]
+        _cache[key] = (colour, alpha, to_uint8(colour), to_uint8(alpha))
+    colour, alpha, colour8, alpha8 = _cache[key]
+    if long_side is None or long_side == max(alpha.shape):
+        return colour8, alpha8
+    colour, alpha = resize_foreground(colour, alpha, long_side)
+    return to_uint8(colour), to_uint8(alpha)
 
 
-def _sample_record(task: Task, width: int, height: int, kernel: int | None) -> dict:
+def _sample_record(
+    task: Task,
+    width: int,
+    height: int,
+    kernel: int | None,
+    scale: int | None = None,
+    degradations: dict | None = None,
+) -> dict:
     return {
         "kind": "sample",
         "name": task.name,
@@ -479,6 +227,8 @@ def _sample_record(task: Task, width: int, height: int, kernel: int | None) -> d
         "trimap_kernel": kernel,
         "width": width,
         "height": height,
+        "scale": scale,
+        "degradations": degradations,
         "status": "kept",
         "reason": None,
     }
@@ -488,13 +238,17 @@ def make_sample(task: Task) -> dict:
     """Write one sample's five files, the image last, and return its manifest record.
 
     The composite is made from the 8-bit foreground, alpha and background exactly as written,
-    so ``image == round(alpha F + (1 - alpha) B)`` holds for the files on disk. The sample's
-    random stream (``sample_seed``) draws the background crop, then the trimap kernel. An
-    unreadable input gives a record with status "skipped" and the reason instead.
+    so ``image == round(alpha F + (1 - alpha) B)`` holds for the files on disk, also when F and
+    B were degraded (``scripts/degrade.py``: that happens before compositing). The sample's
+    random stream (``sample_seed``) draws the background crop, then the trimap kernel; its
+    size (with ``task.scales``) and its degradations (with ``task.degrade``) come from streams
+    of their own. An unreadable input gives a record with status "skipped" and the reason
+    instead.
     """
     out = Path(task.out)
+    scale = sample_scale(task)
     try:
-        fg8, alpha8 = _quantised_foreground(task.foreground, task.max_size)
+        fg8, alpha8 = _quantised_foreground(task.foreground, task.max_size, scale)
         background = read_image(task.background.path)
     except ImageError as error:
         return {
@@ -508,13 +262,16 @@ def make_sample(task: Task) -> dict:
     rng = np.random.default_rng(sample_seed(task.seed, task.name))
     bg8 = to_uint8(fit_background(background, height, width, rng))
     kernel = int(rng.integers(task.kernel[0], task.kernel[1] + 1))
+    degradations = sample_degradations(task, max(height, width))
+    if degradations is not None:
+        fg8, bg8 = degrade.apply(fg8, bg8, degradations)
     alpha = alpha8.astype(np.float32) / 255.0
     trimap = trimap_to_uint8(trimap_from_alpha(alpha, kernel_size=kernel))
     fg = fg8.astype(np.float32) / 255.0
     image = to_uint8(composite(fg, alpha, bg8.astype(np.float32) / 255.0))
     for part, pixels in zip(PARTS, (trimap, alpha8, fg8, bg8, image), strict=True):
         write_png(sample_path(out, task.split, part, task.name), pixels)
-    record = _sample_record(task, width, height, kernel)
+    record = _sample_record(task, width, height, kernel, scale, degradations)
     append_record(out / MANIFEST, record)
     return record
 
@@ -589,6 +346,27 @@ def kernel_range(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+MIN_SCALE = 32
+MAX_SCALE = 1024
+"""Sample sides ``--scales`` accepts: a long side of 1024 keeps a sample within 1 MP."""
+
+
+def scale_list(text: str) -> tuple[int, ...]:
+    """argparse type: ``PX[,PX...]`` sample long sides, each in [MIN_SCALE, MAX_SCALE]."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of pixel sizes like 512,1024"
+        ) from None
+    for value in values:
+        if not MIN_SCALE <= value <= MAX_SCALE:
+            raise argparse.ArgumentTypeError(
+                f"{value} is outside {MIN_SCALE}-{MAX_SCALE} (1024 px keeps a sample within 1 MP)"
+            )
+    return values
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         description="Composite foregrounds onto backgrounds into train/val/test samples.",
@@ -630,6 +408,22 @@ def build_parser() -> ArgumentParser:
         type=positive_int,
         default=1024,
         help="longest side of a sample; larger foregrounds are shrunk (default 1024)",
+    )
+    sampling.add_argument(
+        "--scales",
+        type=scale_list,
+        default=None,
+        metavar="PX[,PX...]",
+        help="draw each sample's longest side from these sizes (e.g. 512,768,1024; at most 1024,"
+        " i.e. 1 MP), enlarging or shrinking its foreground; default: the foreground's own size,"
+        " at most --max-size",
+    )
+    sampling.add_argument(
+        "--no-degrade",
+        dest="degrade",
+        action="store_false",
+        help="store clean composites: no matched blur, colour cast, noise or JPEG of F and B,"
+        " and no foreground colour shift (the samples of earlier versions)",
     )
     sampling.add_argument(
         "--trimap-kernel",
@@ -691,13 +485,13 @@ def _check_inputs(
     jobs: list[tuple[str, object]] = [("foreground", (fg, max_size)) for fg in foregrounds]
     jobs += [("background", bg) for bg in backgrounds]
     usable: dict[str, list] = {"foreground": [], "background": []}
-    results = workers.imap_unordered(_check, jobs)
+    results = workers.imap_unordered(check_input, jobs)
     for kind, item, reason in tqdm(results, total=len(jobs), desc="check", unit="file"):
         if reason is None:
             usable[kind].append(item)
         else:
             path = item.image if kind == "foreground" else item.path
-            skipped.append(_skipped(kind, path, reason))
+            skipped.append(skipped_record(kind, path, reason))
     return (
         sorted(usable["foreground"], key=lambda f: f.name),
         sorted(usable["background"], key=lambda b: b.name),
@@ -726,6 +520,8 @@ def _plan(
                     options.seed,
                     options.max_size,
                     options.trimap_kernel,
+                    options.scales,
+                    options.degrade,
                 )
             )
     return tasks
@@ -746,6 +542,8 @@ def _run_record(
         "val_fraction": options.val_fraction,
         "test_fraction": options.test_fraction,
         "max_size": options.max_size,
+        "scales": list(options.scales) if options.scales else None,
+        "degrade": options.degrade,
         "trimap_kernel": list(options.trimap_kernel),
         "foregrounds": {split: sum(s == split for s in splits.values()) for split in SPLITS},
         "backgrounds": "shared" if note else {split: len(pools[split]) for split in SPLITS},
@@ -762,8 +560,8 @@ def run(options: argparse.Namespace) -> int:
     foregrounds, backgrounds = find_raw(options.raw)
     for folder in options.pairs:
         foregrounds += find_pairs(folder, skipped)
-    foregrounds = _unique(foregrounds, "foreground", skipped)
-    backgrounds = _unique(backgrounds, "background", skipped)
+    foregrounds = unique(foregrounds, "foreground", skipped)
+    backgrounds = unique(backgrounds, "background", skipped)
     sources = ", ".join(str(p) for p in [options.raw / "foreground", *options.pairs])
     if not foregrounds:
         raise CombineError(sources, "no foreground images")
@@ -831,7 +629,13 @@ def run(options: argparse.Namespace) -> int:
             if task.name not in recorded:
                 # Killed between the image and its record: the sample is complete, log it.
                 info = probe_image(image)
-                append_record(manifest, _sample_record(task, info.width, info.height, None))
+                degradations = sample_degradations(task, max(info.width, info.height))
+                append_record(
+                    manifest,
+                    _sample_record(
+                        task, info.width, info.height, None, sample_scale(task), degradations
+                    ),
+                )
 
         made: Counter = Counter()
         failed: Counter = Counter()

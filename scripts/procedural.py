@@ -171,6 +171,13 @@ def texture(rng: np.random.Generator, height: int, width: int, colours: np.ndarr
     return canvas.astype(np.float32) / 255.0
 
 
+def _object_texture(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> np.ndarray:
+    """An object's own colours: ``fill`` (a photo crop) when given, else a procedural texture."""
+    return texture(rng, height, width, _palette(rng)) if fill is None else fill
+
+
 def _fixed(points: np.ndarray) -> np.ndarray:
     """Float pixel coordinates (..., 2) to cv2's fixed-point int32 (see ``_AA_SHIFT``)."""
     return np.round(points * _AA_SCALE).astype(np.int32)
@@ -424,7 +431,9 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
 # Foregrounds
 
 
-def _fur(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _fur(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A textured silhouette with fur strands along its edge, sometimes with holes."""
     s = _scale(height, width)
     centre = (width * rng.uniform(0.4, 0.6), height * rng.uniform(0.4, 0.6))
@@ -457,13 +466,15 @@ def _fur(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray,
     )
     fur = _strands(height, width, _bezier(control, 5), rng.uniform(0.4, 1.0, count), tip_fade=2)
     alpha = _over(body, fur)
-    colour = texture(rng, height, width, _palette(rng))
+    colour = _object_texture(rng, height, width, fill)
     streaks = fractal_noise(rng, height, width, cell=6 * s + 2, octaves=2)
     colour = np.clip(colour * (0.8 + 0.4 * streaks)[..., None], 0.0, 1.0)
     return colour, alpha
 
 
-def _hair(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _hair(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A head of hair seen from behind: an opaque crown and many thin Bezier strands."""
     s = _scale(height, width)
     centre = np.array([width * rng.uniform(0.4, 0.6), height * rng.uniform(0.22, 0.32)])
@@ -493,13 +504,17 @@ def _hair(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
         base = _HAIR_COLOURS[int(rng.integers(len(_HAIR_COLOURS)))]
     else:
         base = _palette(rng)[0]
+    if fill is not None:
+        base = fill
     streaks = fractal_noise(rng, height, width, cell=24 * s + 2, octaves=3, stretch=(8.0, 1.0))
     shade = fractal_noise(rng, height, width, cell=200 * s, octaves=2)
-    colour = base[None, None] * (0.55 + 0.6 * streaks + 0.3 * shade)[..., None]
+    colour = base * (0.55 + 0.6 * streaks + 0.3 * shade)[..., None]
     return np.clip(colour, 0.0, 1.0).astype(np.float32), alpha
 
 
-def _glass(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _glass(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A glass vessel: faint body, denser Fresnel rim, near-opaque specular highlights."""
     s = _scale(height, width)
     cx, cy = width * rng.uniform(0.42, 0.58), height * rng.uniform(0.45, 0.55)
@@ -551,13 +566,17 @@ def _glass(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarra
     body_alpha = rng.uniform(0.05, 0.3) + 0.08 * variation + rng.uniform(0.3, 0.6) * rim
     alpha = _over(shine * rng.uniform(0.7, 0.95), np.clip(body_alpha, 0.0, 1.0) * mask)
     tint = 0.5 + 0.5 * _palette(rng)[int(rng.integers(5))]
+    if fill is not None:
+        tint = 0.5 + 0.5 * fill
     ys = np.linspace(0.85, 1.1, height, dtype=np.float32)[:, None, None]
-    colour = tint[None, None] * ys * (1.0 - 0.35 * rim)[..., None]
+    colour = tint * ys * (1.0 - 0.35 * rim)[..., None]
     colour += shine[..., None] * (1.0 - colour)
     return np.clip(colour, 0.0, 1.0).astype(np.float32), np.clip(alpha, 0.0, 1.0)
 
 
-def _smoke(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _smoke(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """A rising plume of smoke: low, noisy alpha fading out at its edges."""
     s = _scale(height, width)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -575,12 +594,16 @@ def _smoke(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarra
         base = _SMOKE_COLOURS[int(rng.integers(len(_SMOKE_COLOURS)))]
     else:
         base = _palette(rng)[int(rng.integers(5))]
+    if fill is not None:
+        base = fill
     shade = fractal_noise(rng, height, width, cell=120 * s, octaves=3)
-    colour = base[None, None] * (0.8 + 0.35 * shade)[..., None]
+    colour = base * (0.8 + 0.35 * shade)[..., None]
     return np.clip(colour, 0.0, 1.0).astype(np.float32), np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 
-def _lace(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _lace(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """Sheer fabric or lace: a wavy-edged cloth, semi-transparent, with a lattice of holes."""
     s = _scale(height, width)
     centre = np.array([width * rng.uniform(0.45, 0.55), height * rng.uniform(0.45, 0.55)])
@@ -611,17 +634,17 @@ def _lace(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray
     )
     opacity = rng.uniform(0.35, 0.9) + 0.1 * weave
     alpha = cloth * np.clip(opacity, 0.0, 1.0) * (1.0 - holes)
-    if rng.random() < 0.3:
+    if fill is None and rng.random() < 0.3:
         colour = np.empty((height, width, 3), dtype=np.float32)
         colour[:] = _hex_palette(rng.choice(["f5f0e6", "fffaf0", "1a1a1a", "e8d5c4"]))[0]
         colour *= (0.9 + 0.1 * weave)[..., None]
     else:
-        colour = texture(rng, height, width, _palette(rng))
+        colour = _object_texture(rng, height, width, fill)
     return np.clip(colour, 0.0, 1.0).astype(np.float32), alpha.astype(np.float32)
 
 
 def _solid_object(
-    rng: np.random.Generator, height: int, width: int
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """A sharp textured object of one to three overlapping blobs, sometimes with a hole."""
     radius = min(height, width) * rng.uniform(0.16, 0.24)
@@ -639,19 +662,23 @@ def _solid_object(
     if rng.random() < 0.4:
         hole_centre = outlines[0].mean(axis=0)
         alpha *= 1.0 - _fill(height, width, [_blob(rng, tuple(hole_centre), radius * 0.25)])
-    return texture(rng, height, width, _palette(rng)), alpha
+    return _object_texture(rng, height, width, fill), alpha
 
 
-def _motion(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _motion(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """An object streaked by linear motion blur (an anti-aliased line kernel)."""
-    colour, alpha = _solid_object(rng, height, width)
+    colour, alpha = _solid_object(rng, height, width, fill)
     length = max(rng.uniform(10, 50) * _scale(height, width), 3.0)
     return _blur_object(colour, alpha, _kernel_line(length, rng.uniform(0, math.pi)))
 
 
-def _defocus(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def _defocus(
+    rng: np.random.Generator, height: int, width: int, fill: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
     """An out-of-focus object (disk kernel, a lens' circle of confusion)."""
-    colour, alpha = _solid_object(rng, height, width)
+    colour, alpha = _solid_object(rng, height, width, fill)
     radius = max(rng.uniform(3, 14) * _scale(height, width), 1.0)
     return _blur_object(colour, alpha, _kernel_disk(radius))
 
@@ -668,7 +695,11 @@ _FOREGROUNDS = {
 
 
 def make_foreground(
-    family: str, rng: np.random.Generator, height: int, width: int
+    family: str,
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    fill: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A foreground of one family.
 
@@ -676,6 +707,14 @@ def make_foreground(
     (hundreds of thin anti-aliased Bezier strands), ``glass`` (low alpha, rim gradient,
     highlights), ``smoke`` (soft, noisy, low alpha), ``lace`` (sheer fabric with holes),
     ``motion`` and ``defocus`` (blurred objects, premultiplied blur).
+
+    Parameters
+    ----------
+    fill : ndarray, float32, shape (height, width, 3), values in [0, 1], optional
+        The object's texture, e.g. a photo crop (``scripts/photos.py``), in place of a
+        procedural one: it fills the textured families (fur, lace, motion, defocus) and is
+        shaded like the flat colour it replaces in the others (hair streaks, glass tint and
+        rim, smoke shading). Without it the result is the same as before the option existed.
 
     Returns
     -------
@@ -686,5 +725,5 @@ def make_foreground(
     """
     if family not in _FOREGROUNDS:
         raise ValueError(f"unknown foreground family {family!r}; choose from {FOREGROUND_FAMILIES}")
-    colour, alpha = _FOREGROUNDS[family](rng, height, width)
+    colour, alpha = _FOREGROUNDS[family](rng, height, width, fill)
     return colour.astype(np.float32), alpha.astype(np.float32)

@@ -27,8 +27,9 @@ import pytest
 from PIL import Image
 
 from model.classical import closed_form_prior, has_prior
-from model.images import read_image, read_trimap
-from scripts import combine, synthesize
+from model.compositing import fit_background
+from model.images import read_image, read_trimap, to_uint8
+from scripts import combine, degrade, sources, splits, synthesize
 from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -227,14 +228,57 @@ def test_image_is_the_composite_of_fg_alpha_and_bg(dataset):
     assert soft_pixels > 0  # the equation was tested where fg and bg actually mix
 
 
-def test_fg_and_alpha_are_the_source_foreground(dataset, raw):
+def clean_background(record: dict) -> np.ndarray:
+    """The sample's background before degradations: the source fitted with the sample's stream."""
+    rng = np.random.default_rng(record["sample_seed"])
+    source = read_image(record["bg"])
+    return to_uint8(fit_background(source, record["height"], record["width"], rng))
+
+
+def test_fg_and_bg_are_the_sources_degraded_as_recorded(dataset, raw):
+    """Rebuilt from the sources and the manifest record alone: alpha is the source's, and F
+    and B are the source F and the fitted background put through the recorded degradations."""
     out, _ = dataset
+    degraded = 0
     for record in kept_samples(out):
         rgba = pixels(Path(record["fg"]))
         parts = check_sample(out, record["split"], record["name"])
         np.testing.assert_array_equal(parts["alpha"], rgba[..., 3])
-        np.testing.assert_array_equal(parts["fg"], rgba[..., :3])
+        assert record["scale"] is None
+        steps = record["degradations"]
+        assert set(steps) == set(degrade.draw(np.random.default_rng(0), SIZE))
+        fg, bg = degrade.apply(rgba[..., :3], clean_background(record), steps)
+        np.testing.assert_array_equal(parts["fg"], fg)
+        np.testing.assert_array_equal(parts["bg"], bg)
         assert parts["bg"].std() > 1.0  # a background picture, not a flat fill
+        degraded += not np.array_equal(parts["fg"], rgba[..., :3])
+    assert degraded > 0  # the default run does degrade
+
+
+def test_no_degrade_stores_the_sources_and_changes_no_other_draw(dataset, raw, tmp_path):
+    """--no-degrade gives the samples of earlier versions: F is the source's, B the fitted
+    source background; trimaps (the kernel draw) and alpha equal the degraded run's."""
+    degraded_out, _ = dataset
+    out = tmp_path / "data"
+    flags = ["--per-fg", PER_FG, "--test-per-fg", TEST_PER_FG, "--val-fraction", "0.2"]
+    flags += ["--test-fraction", "0.2", "--no-prior", "--no-degrade"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_combine(raw, out, *flags) == 0
+    assert all_samples(out) == all_samples(degraded_out)
+    for record in kept_samples(out):
+        assert record["degradations"] is None
+        parts = check_sample(out, record["split"], record["name"])
+        assert_composite(parts)
+        rgba = pixels(Path(record["fg"]))
+        np.testing.assert_array_equal(parts["fg"], rgba[..., :3])
+        np.testing.assert_array_equal(parts["bg"], clean_background(record))
+        for part in ("trimap", "alpha"):
+            name = f"{part}/{record['name']}.png"
+            assert (out / record["split"] / name).read_bytes() == (
+                degraded_out / record["split"] / name
+            ).read_bytes()
+    run = next(r for r in records(out) if r["kind"] == "run")
+    assert run["degrade"] is False and run["scales"] is None
 
 
 def test_trimap_levels_and_unknown_band(dataset):
@@ -326,7 +370,7 @@ def test_rerun_that_would_move_a_foreground_to_another_split_is_refused(raw, tmp
     assert run_combine(raw, out, *args) == 0
     before = all_samples(out)
     fgs = sorted(p.stem for p in (raw / "foreground").iterdir())
-    assert combine.assign_splits(fgs, 1, 0.1, 0.1, "foreground") != combine.assign_splits(
+    assert splits.assign_splits(fgs, 1, 0.1, 0.1, "foreground") != splits.assign_splits(
         fgs, 0, 0.1, 0.1, "foreground"
     )
     manifest = (out / "manifest.jsonl").read_bytes()
@@ -467,8 +511,9 @@ def test_pairs_source_uses_the_mask_as_alpha(raw, tmp_path, capsys):
     save(pairs / "masks" / "wrong.png", soft_disc(30, 32))
 
     out = tmp_path / "data"
+    # Clean samples (--no-degrade): this checks how pairs are read, so F must be the photo.
     args = ["--pairs", pairs, "--per-fg", 1, "--val-fraction", 0, "--test-fraction", 0]
-    assert run_combine(source, out, *args) == 0
+    assert run_combine(source, out, *args, "--no-degrade") == 0
     reasons = skipped_reasons(out)
     assert set(reasons) == {"lonely.jpg", "orphan.png", "wrong.jpg"}
     assert "no mask" in reasons["lonely.jpg"]
@@ -511,7 +556,8 @@ def test_sixteen_bit_and_exif_rotated_foregrounds(raw, tmp_path):
     )
 
     out = tmp_path / "data"
-    assert run_combine(source, out, "--per-fg", 1, "--val-fraction", 0, "--test-fraction", 0) == 0
+    args = ["--per-fg", 1, "--val-fraction", 0, "--test-fraction", 0, "--no-degrade"]
+    assert run_combine(source, out, *args) == 0  # clean: this checks decoding, so F = source
     assert skipped_reasons(out) == {"grey16.png": "fully opaque"}
     samples = {name.split("__")[0]: name for name in names(out, "train")}
     assert set(samples) == {"deep", "turned"}
@@ -593,6 +639,9 @@ def test_bad_pairs_folder_and_output_are_one_line_and_exit_2(raw, tmp_path, caps
         ("--trimap-kernel", "wide", "is not MIN,MAX"),
         ("--val-fraction", "1", "must be in [0, 1)"),
         ("--per-fg", "0", "must be >= 1"),
+        ("--scales", "512,2048", "2048 is outside 32-1024"),
+        ("--scales", "16", "16 is outside 32-1024"),
+        ("--scales", "big", "is not a list of pixel sizes"),
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(raw, tmp_path, capsys, flag, value, message):
@@ -665,3 +714,54 @@ def test_no_prior_then_a_rerun_adds_only_the_priors(raw, tmp_path):
     assert {p: p.read_bytes() for p in before} == before
     for name, split in samples.items():
         assert (out / split / combine.PRIOR_PART / f"{name}.png").is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Several scales
+
+
+def test_scales_are_drawn_per_sample_and_keep_the_matting_equation(raw, tmp_path):
+    """Samples of 40, 48 (shrunk) and 96 px (enlarged) from 64-px foregrounds: each sample's
+    long side is its recorded scale, coverage (mean alpha) survives the resize, and the image
+    is still the composite of the stored F, alpha and B."""
+    out = tmp_path / "data"
+    flags = ["--per-fg", "3", "--test-per-fg", "2", "--no-prior", "--scales", "40,48,96"]
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_combine(raw, out, *flags) == 0
+    kept = kept_samples(out)
+    assert {r["scale"] for r in kept} == {40, 48, 96}
+    for record in kept:
+        parts = check_sample(out, record["split"], record["name"])
+        assert max(parts["alpha"].shape) == record["scale"] == record["width"]
+        assert_composite(parts)
+        source = pixels(Path(record["fg"]))[..., 3] / 255.0
+        assert abs(parts["alpha"].mean() / 255.0 - source.mean()) < 0.01
+        # Degradations are drawn for the sample's own size.
+        assert set(record["degradations"]) == set(degrade.draw(np.random.default_rng(0), 1))
+    again = tmp_path / "again"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert run_combine(raw, again, *flags) == 0
+    assert {p.relative_to(again): p.read_bytes() for p in again.rglob("*.png")} == {
+        p.relative_to(out): p.read_bytes() for p in out.rglob("*.png")
+    }
+    run = next(r for r in records(out) if r["kind"] == "run")
+    assert run["scales"] == [40, 48, 96] and run["degrade"] is True
+
+
+def test_resize_foreground_keeps_colour_where_alpha_is_zero():
+    """Premultiplied resizing: transparent garbage colour does not bleed into the object."""
+    alpha = np.zeros((20, 20), np.float32)
+    alpha[5:15, 5:15] = 1.0
+    colour = np.zeros((20, 20, 3), np.float32)
+    colour[alpha == 1.0] = (0.2, 0.6, 0.4)
+    colour[alpha == 0.0] = (1.0, 0.0, 1.0)  # garbage under alpha 0
+    for side in (10, 40):
+        new_colour, new_alpha = sources.resize_foreground(colour, alpha, side)
+        assert new_alpha.shape == (side, side)
+        visible = new_alpha > 0.02
+        np.testing.assert_allclose(
+            new_colour[visible],
+            np.broadcast_to((0.2, 0.6, 0.4), new_colour[visible].shape),
+            atol=1e-5,
+        )
+        assert abs(new_alpha.mean() - alpha.mean()) < 0.01

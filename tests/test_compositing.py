@@ -6,6 +6,7 @@ import pytest
 
 from model.compositing import (
     alpha_problem,
+    colour_matrix,
     composite,
     fit_background,
     shrink_trimap,
@@ -191,3 +192,19 @@ def test_tensor_twins_agree_with_the_numpy_functions():
     tensors = composite_tensors(fg[None], alpha[None, ..., None], bg[None])
     np.testing.assert_allclose(np.asarray(tensors)[0], composite(fg, alpha, bg), atol=1e-6)
     np.testing.assert_array_equal(np.asarray(unknown_mask_tensor(trimap)), unknown_mask(trimap))
+
+
+def test_colour_matrix_identity_brightness_saturation_and_hue():
+    """References from the definition: luma Y = 0.299 R + 0.587 G + 0.114 B is kept by hue and
+    saturation changes, scaled by brightness; saturation 0 leaves grey at the pixel's luma."""
+    luma = np.array([0.299, 0.587, 0.114])
+    np.testing.assert_allclose(colour_matrix(0.0, 1.0, 1.0), np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(colour_matrix(0.0, 1.0, 1.3), 1.3 * np.eye(3), atol=1e-6)
+    colours = np.random.default_rng(0).random((50, 3))
+    grey = colours @ colour_matrix(0.0, 0.0, 1.0).T
+    np.testing.assert_allclose(grey, np.repeat((colours @ luma)[:, None], 3, axis=1), atol=1e-5)
+    turned = colours @ colour_matrix(25.0, 1.0, 1.0).T
+    np.testing.assert_allclose(turned @ luma, colours @ luma, atol=1e-5)
+    assert np.abs(turned - colours).max() > 0.05
+    there_and_back = colour_matrix(-25.0, 1.0, 1.0) @ colour_matrix(25.0, 1.0, 1.0)
+    np.testing.assert_allclose(there_and_back, np.eye(3), atol=1e-5)

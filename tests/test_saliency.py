@@ -31,7 +31,7 @@ from scripts import import_u2netp
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_WEIGHTS = ROOT / "log" / "pretrained-saliency" / "u2netp.weights.h5"
 
-# Real photographs that ship inside scikit-image (a dev dependency): "astronaut" is a NASA
+# Real photographs that ship inside scikit-image (a dependency): "astronaut" is a NASA
 # photograph in the public domain; "chelsea" and "coffee" are CC0 (skimage.data docstrings).
 PHOTOS = ("astronaut", "chelsea", "coffee")
 

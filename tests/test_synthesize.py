@@ -14,12 +14,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+import skimage
 from PIL import Image
 
+from model.compositing import colour_matrix
 from model.manifest import read_records
-from scripts import procedural, synthesize
+from scripts import photos, procedural, synthesize
 from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +30,7 @@ SCRIPT = ROOT / "scripts" / "synthesize.py"
 SIZE = 64
 COUNT = len(procedural.FOREGROUND_FAMILIES) + 1  # every family, one of them twice
 BACKGROUNDS = 6
+PHOTO_FRACTION = synthesize.build_parser().get_default("photo_fraction")
 
 
 def synth(out: Path, *extra: str, seed: int = 0, workers: int = 1) -> int:
@@ -90,13 +94,15 @@ def test_different_seed_gives_different_files(raw, tmp_path):
     assert {r["seed"] for r in records(other)} == {1}
 
 
-def test_one_item_is_reproduced_on_its_own(raw):
+@pytest.mark.parametrize("photo", [False, True])
+def test_one_item_is_reproduced_on_its_own(raw, photo):
     """The promise behind resuming: an item's pixels depend only on (seed, kind, index)."""
-    index = COUNT - 1
-    family = procedural.FOREGROUND_FAMILIES[index % len(procedural.FOREGROUND_FAMILIES)]
-    item = synthesize.Item("foreground", index, family, 0, SIZE)
+    items = synthesize.plan(COUNT, BACKGROUNDS, SIZE, 0, PHOTO_FRACTION)
+    item = next(i for i in reversed(items) if i.kind == "foreground" and i.photo == photo)
     _, stored = pixels(raw / item.file)
-    np.testing.assert_array_equal(np.rint(synthesize.render(item) * 255), stored)
+    rendered, info = synthesize.render(item)
+    np.testing.assert_array_equal(np.rint(rendered * 255), stored)
+    assert info == by_file(raw)[item.file]["photo"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -316,3 +322,127 @@ def test_ctrl_c_exits_130_with_one_line_and_a_whole_manifest(tmp_path):
     made = records(out)  # every line parses
     assert 0 < len(made) < 600
     assert synth(out) == 0  # and the run resumes from it
+
+
+# ---------------------------------------------------------------------------------------------
+# Real photographs
+
+
+def test_default_run_mixes_photo_and_procedural_items_of_both_kinds(raw):
+    photo = {kind: set() for kind in ("foreground", "background")}
+    for record in records(raw):
+        photo[record["kind"]].add(record["photo"] is not None)
+        assert record["generator"] != "photo" or record["photo"] is not None
+    assert photo == {"foreground": {True, False}, "background": {True, False}}
+
+
+def test_photo_records_name_a_free_photo_of_the_installed_package(raw):
+    """Licences as scikit-image's docstrings state them (checked by hand, see README)."""
+    free = {"astronaut", "rocket", "hubble_deep_field"}  # NASA / SpaceX: public domain
+    free_cc0 = {"chelsea", "coffee", "brick", "grass", "gravel", "camera"}
+    listed = {p.name: p for p in photos.PHOTOS}
+    assert set(listed) == free | free_cc0
+    photo_records = [r for r in records(raw) if r["photo"] is not None]
+    assert photo_records
+    for record in photo_records:
+        info = record["photo"]
+        assert info["package"] == "scikit-image" and info["version"] == skimage.__version__
+        assert info["licence"] == ("public domain" if info["source"] in free else "CC0")
+        assert info["credit"] == listed[info["source"]].credit
+        top, left, height, width = info["window"]
+        photo_height, photo_width = photos.load(info["source"]).shape[:2]
+        assert 0 <= top < top + height <= photo_height and 0 <= left < left + width <= photo_width
+        assert record["seed"] == 0
+
+
+def test_photo_background_is_the_recorded_window_of_the_photo(raw):
+    """Rebuild each photo background from its record alone: window, turn, flip, palette,
+    resize, colour shift. Equal up to 8-bit rounding, so the record is the file's provenance."""
+    backgrounds = [r for r in records(raw) if r["kind"] == "background" and r["photo"]]
+    assert backgrounds
+    for record in backgrounds:
+        info = record["photo"]
+        top, left, height, width = info["window"]
+        crop = photos.load(info["source"])[top : top + height, left : left + width]
+        if crop.ndim == 2:
+            colours = procedural.PALETTES[info["palette"]]
+            order = np.argsort(colours @ np.array([0.299, 0.587, 0.114]))
+            crop = procedural.gradient_map(crop, colours[order])
+        crop = np.rot90(crop, info["quarter_turns"])
+        crop = np.ascontiguousarray(crop[:, ::-1] if info["flip"] else crop)
+        size = (record["width"], record["height"])
+        smaller = crop.shape[0] * crop.shape[1] > size[0] * size[1]
+        crop = cv2.resize(crop, size, interpolation=cv2.INTER_AREA if smaller else cv2.INTER_CUBIC)
+        matrix = colour_matrix(info["hue"], info["saturation"], info["brightness"])
+        expected = np.clip(crop @ matrix.T, 0.0, 1.0) * 255
+        _, stored = pixels(raw / record["file"])
+        assert np.abs(stored - expected).max() <= 0.5 + 1e-3, record["file"]
+
+
+def test_photo_fraction_zero_is_the_procedural_generators_alone(tmp_path):
+    """With the option off, every file is what procedural.py makes from the item's stream, as
+    before photographs existed, and no record mentions a photo."""
+    out = tmp_path / "raw"
+    assert synth(out, "--photo-fraction", "0") == 0
+    for record in records(out):
+        assert record["photo"] is None
+        rng = synthesize.item_rng(0, record["kind"], record["index"])
+        if record["kind"] == "foreground":
+            colour, alpha = procedural.make_foreground(record["generator"], rng, SIZE, SIZE)
+            expected = np.concatenate([colour, alpha[..., None]], axis=2)
+        else:
+            assert record["generator"] == "clutter"
+            expected = procedural.make_background(rng, *procedural.background_size(rng, SIZE))
+        _, stored = pixels(out / record["file"])
+        np.testing.assert_array_equal(np.rint(expected * 255), stored)
+
+
+def test_photo_fraction_one_makes_photos_only_and_raising_it_keeps_photo_items():
+    everything = synthesize.plan(40, 40, SIZE, 3, 1.0)
+    assert all(item.photo for item in everything)
+    assert {i.family for i in everything if i.kind == "background"} == {"photo"}
+    chosen = {}
+    for fraction in (0.2, 0.5, 0.8):
+        items = synthesize.plan(40, 40, SIZE, 3, fraction)
+        chosen[fraction] = {(i.kind, i.index) for i in items if i.photo}
+        # Not exact, but a uniform draw per item lands near the fraction.
+        assert abs(len(chosen[fraction]) / 80 - fraction) < 0.2
+    assert chosen[0.2] <= chosen[0.5] <= chosen[0.8]
+
+
+def test_rerun_with_another_photo_fraction_remakes_only_the_items_that_changed(tmp_path, capsys):
+    out = tmp_path / "raw"
+    assert synth(out, "--photo-fraction", "0") == 0
+    before = files(out)
+    capsys.readouterr()
+    assert synth(out, "--photo-fraction", "0.5") == 0
+    changed = sum(item.photo for item in synthesize.plan(COUNT, BACKGROUNDS, SIZE, 0, 0.5))
+    assert f"({changed} made, {len(before) - changed} already there)" in capsys.readouterr().out
+    after = files(out)
+    assert sum(after[name] != before[name] for name in before) == changed
+
+
+@pytest.mark.parametrize("family", procedural.FOREGROUND_FAMILIES)
+def test_a_fill_gives_the_object_its_colours(family):
+    """A constant fill c: lace, motion and defocus show c itself; fur, hair and smoke shade it
+    (every pixel a multiple of c); glass tints with it. Another fill, other colours."""
+    colours = []
+    for fill_colour in ((0.8, 0.4, 0.2), (0.1, 0.5, 0.9)):
+        fill = np.empty((SIZE, SIZE, 3), np.float32)
+        fill[:] = fill_colour
+        rng = np.random.default_rng(5)
+        colour, alpha = procedural.make_foreground(family, rng, SIZE, SIZE, fill)
+        visible = alpha > 0.05
+        c = np.asarray(fill_colour, np.float32)
+        if family in ("lace", "motion", "defocus"):
+            np.testing.assert_allclose(
+                colour[visible], np.broadcast_to(c, colour[visible].shape), atol=1e-5
+            )
+        elif family in ("fur", "hair", "smoke"):
+            ratio = colour[visible] / c
+            unclipped = (colour[visible] < 1.0).all(axis=1)
+            np.testing.assert_allclose(
+                ratio[unclipped], ratio[unclipped][:, :1].repeat(3, 1), rtol=1e-4
+            )
+        colours.append(colour[visible].mean(axis=0))
+    assert np.abs(colours[0] - colours[1]).max() > 0.1
