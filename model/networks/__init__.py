@@ -10,6 +10,10 @@ Generator
     output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32 under mixed precision)
     H and W must be multiples of ``ModelConfig.multiple``; pad the input (e.g. reflect) first.
 
+Plate generator (``ModelConfig.task == "plate"``, ``model.networks.plate``)
+    input  (B, H, W, 6) float32: RGB then the clean background plate's RGB, in [0, 1]
+    output (B, H, W, 1) float32: alpha in [0, 1]
+
 Discriminator (AlphaGAN, Lutz et al. 2018; PatchGAN of pix2pix)
     input  (B, H, W, 4) float32: composite RGB in [0, 1] concatenated with the trimap
     output (B, H/s, W/s, 1) float32 raw logits, s = ``ModelConfig.disc_stride`` (8 by default)
@@ -21,7 +25,7 @@ Example
 >>> discriminator = build_discriminator(cfg)    # (B, H, W, 4) -> (B, H/4, W/4, 1)
 """
 
-from model.networks.config import ENCODERS, MOBILENET_MULTIPLE, NORMS, ModelConfig
+from model.networks.config import ENCODERS, MOBILENET_MULTIPLE, NORMS, TASKS, ModelConfig
 from model.networks.discriminator import build_discriminator
 from model.networks.generator import build_generator, clamp_known
 
@@ -29,6 +33,7 @@ __all__ = [
     "ENCODERS",
     "MOBILENET_MULTIPLE",
     "NORMS",
+    "TASKS",
     "ModelConfig",
     "build_discriminator",
     "build_generator",
