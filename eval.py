@@ -33,6 +33,19 @@ ours | ground truth)::
     python3 eval.py --evaluate scripts/data/test
     python3 eval.py --evaluate scripts/data/test --methods ours,closed-form --limit 10
 
+Background plate (a photo of the empty scene) instead of a trimap: give INPUT OUTPUT and
+``--background-plate``; the plate model (newest ``--task plate`` run, else
+``log/pretrained-plate``) predicts alpha for the whole photo. A plate of another size is an
+error unless ``--align-plate`` resizes it and aligns it with an OpenCV ECC homography. In batch
+mode the plate is a folder matched by stem, or one file for every photo. ``--evaluate DATA
+--plates`` compares the plate model, a difference key and the trimap model fed the key's trimap
+on ``image/``, ``alpha/`` and ``bg/`` with perturbed plates (whole-image metrics)::
+
+    python3 eval.py photo.jpg out.png --background-plate empty.jpg --background beach.jpg
+    python3 eval.py photo.jpg out.png --background-plate empty.jpg --align-plate
+    python3 eval.py photos/ cutouts/ --background-plate empty.jpg
+    python3 eval.py --evaluate scripts/data/test --plates --plate-shift 4
+
 The checkpoint defaults to the newest trained run under ``--log-dir``, else its ``pretrained/``.
 Bad input gives one line ``error: <file>: <problem>`` on stderr and exit status 2; a runtime
 failure gives exit status 1.
@@ -61,6 +74,8 @@ from model.inference import (
     DEFAULT_TILE,
 )
 from model.outputs import encode_outputs, parse_background
+from model.plate_evaluation import PLATE_METHODS
+from model.plate_inference import read_plate
 
 BAD_INPUT = 2
 RUNTIME_FAILURE = 1
@@ -133,14 +148,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write alpha >= T as OUT_mask.png and the matte as OUT_soft_mask.png",
     )
 
+    plates = parser.add_argument_group("background plate (instead of a trimap)")
+    plates.add_argument(
+        "--background-plate",
+        type=Path,
+        metavar="PLATE",
+        help="photo of the empty scene (or a folder matched by stem); give INPUT OUTPUT only",
+    )
+    plates.add_argument(
+        "--align-plate",
+        action="store_true",
+        help="resize the plate to the photo and align it (OpenCV ECC, homography model)",
+    )
+    plates.add_argument(
+        "--plates",
+        action="store_true",
+        help="with --evaluate: plate methods on image/, alpha/, bg/ with perturbed plates",
+    )
+    plates.add_argument(
+        "--plate-shift", type=float, default=2.0, help="--plates: px to the right (%(default)s)"
+    )
+    plates.add_argument(
+        "--plate-gain", type=float, default=1.06, help="--plates: exposure (%(default)s)"
+    )
+    plates.add_argument(
+        "--plate-noise", type=float, default=0.01, help="--plates: noise sigma (%(default)s)"
+    )
+
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument(
         "--evaluate", type=Path, metavar="DATA", help="folder with image/, trimap/, alpha/"
     )
     evaluation.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help="comma-separated subset of %(default)s",
+        help=f"comma-separated subset of {','.join(METHODS)}"
+        f" (with --plates: {','.join(PLATE_METHODS)}); default all",
     )
     evaluation.add_argument(
         "--limit", type=positive_int, metavar="N", help="only the first N samples"
@@ -171,6 +213,8 @@ class Job:
     trimap: Path | None
     output: Path
     alpha: Path | None
+    plate: bool = False
+    align: bool = False
 
 
 def extra_paths(output: Path) -> dict[str, Path]:
@@ -185,10 +229,11 @@ def _is_png_name(path: Path) -> bool:
     return path.suffix.lower() == ".png"
 
 
-def _load_matter(args: argparse.Namespace):
+def _load_matter(args: argparse.Namespace, *, plate: bool = False):
     from model.inference import Matter
+    from model.plate_inference import PlateMatter
 
-    return Matter.load(
+    return (PlateMatter if plate else Matter).load(
         args.checkpoint,
         args.log_dir,
         network_pixels=args.network_pixels,
@@ -237,8 +282,12 @@ def process(job: Job, matter, background, threshold: float | None, *, image=None
         image = read_image(job.image)
     if trimap is None:
         if job.trimap is None:
-            raise ImageError(job.image, "no trimap with the same file stem")
-        trimap = read_trimap(job.trimap, shape=image.shape[:2])
+            guide = "plate" if job.plate else "trimap"
+            raise ImageError(job.image, f"no {guide} with the same file stem")
+        if job.plate:
+            trimap = read_plate(job.trimap, image, job.image, align=job.align)
+        else:
+            trimap = read_trimap(job.trimap, shape=image.shape[:2])
     matte = matter.extract(image, trimap)
     _write_all(_encode_outputs(job, matte, background, threshold))
 
@@ -257,16 +306,21 @@ def run_single(args: argparse.Namespace) -> int:
     background = _check_common(args)
     # Read before loading the model: a bad file is reported in a second, not after TensorFlow.
     image = read_image(args.input)
-    trimap = read_trimap(args.trimap, shape=image.shape[:2])
-    matter = _load_matter(args)
-    job = Job(args.input, args.trimap, args.output, args.alpha)
+    plate = args.background_plate is not None
+    if plate:
+        trimap = read_plate(args.trimap, image, args.input, align=args.align_plate)
+    else:
+        trimap = read_trimap(args.trimap, shape=image.shape[:2])
+    matter = _load_matter(args, plate=plate)
+    job = Job(args.input, args.trimap, args.output, args.alpha, plate, args.align_plate)
     process(job, matter, background, args.mask_threshold, image=image, trimap=trimap)
     return 0
 
 
 def batch_jobs(args: argparse.Namespace) -> list[Job]:
     """One Job per image in the input folder, its trimap matched by stem (None if missing)."""
-    if not args.trimap.is_dir():
+    plate = args.background_plate is not None
+    if not args.trimap.is_dir() and not plate:
         raise UsageError(f"{args.trimap}: the input is a folder, so the trimap must be one too")
     for folder in (args.output, args.alpha):
         if folder is not None and folder.exists() and not folder.is_dir():
@@ -274,13 +328,16 @@ def batch_jobs(args: argparse.Namespace) -> list[Job]:
     images = images_by_stem(args.input)
     if not images:
         raise UsageError(f"{args.input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    trimaps = images_by_stem(args.trimap)
+    # One plate file serves every photo (a fixed camera); a folder is matched by stem.
+    trimaps = images_by_stem(args.trimap) if args.trimap.is_dir() else None
     return [
         Job(
             path,
-            trimaps.get(stem),
+            trimaps.get(stem) if trimaps is not None else args.trimap,
             args.output / f"{stem}.png",
             args.alpha / f"{stem}.png" if args.alpha is not None else None,
+            plate,
+            args.align_plate,
         )
         for stem, path in images.items()
     ]
@@ -291,7 +348,7 @@ def run_batch(args: argparse.Namespace) -> int:
 
     background = _check_common(args)
     jobs = batch_jobs(args)
-    matter = _load_matter(args)
+    matter = _load_matter(args, plate=args.background_plate is not None)
     failures = {}
     for job in tqdm(jobs, desc="cut out", unit="image", file=sys.stderr):
         try:
@@ -328,10 +385,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if any(path is not None for path in (args.input, args.trimap, args.output)):
         raise UsageError("--evaluate: takes a dataset folder; give no input/trimap/output files")
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in METHODS]
+    choices = PLATE_METHODS if args.plates else METHODS
+    methods = [name.strip() for name in (args.methods or ",".join(choices)).split(",")]
+    methods = [name for name in methods if name]
+    unknown = [name for name in methods if name not in choices]
     if unknown or not methods:
-        raise UsageError(f"--methods: {args.methods!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"--methods: {args.methods!r}; choose from {', '.join(choices)}")
+    if args.plates:
+        return run_plate_evaluate(args, methods)
     samples = evaluation.find_samples(args.evaluate, args.limit)
     skipped = evaluation.unmatched(args.evaluate)
     if skipped:
@@ -365,12 +426,60 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return BAD_INPUT if report.unreadable else 0
 
 
+def run_plate_evaluate(args: argparse.Namespace, methods: list[str]) -> int:
+    from model import evaluation
+    from model.plate import PlatePerturbation
+    from model.plate_evaluation import evaluate_plates, find_plate_samples
+
+    samples = find_plate_samples(args.evaluate, args.limit)
+    perturbation = PlatePerturbation(
+        shift=(args.plate_shift, 0.0), gain=args.plate_gain, noise=args.plate_noise
+    )
+    plate_matter = _load_matter(args, plate=True) if "plate" in methods else None
+    trimap_matter = None
+    if "key-trimap" in methods:
+        # The trimap model is the default one (newest trimap run, else log/pretrained).
+        from model.inference import Matter
+
+        trimap_matter = Matter.load("-1", args.log_dir, network_pixels=args.network_pixels)
+    report = evaluate_plates(
+        samples,
+        methods,
+        plate_matter=plate_matter,
+        trimap_matter=trimap_matter,
+        perturbation=perturbation,
+        on_error=lambda message: print(f"error: {message}", file=sys.stderr),
+    )
+    rows = evaluation.summarise(report.results)
+    print(f"plate: {perturbation}")
+    print(evaluation.format_table(rows))
+    label = f"{args.evaluate.resolve().name}-plates-shift{args.plate_shift:g}"
+    csv_path = args.csv or Path("evaluation") / f"{label}.csv"
+    evaluation.write_summary_csv(csv_path, rows)
+    samples_csv = csv_path.with_name(f"{csv_path.stem}_samples.csv")
+    evaluation.write_samples_csv(samples_csv, report.results)
+    print(f"wrote {csv_path} and {samples_csv}", file=sys.stderr)
+    return BAD_INPUT if report.unreadable else 0
+
+
+def _plate_positionals(options: argparse.Namespace) -> None:
+    """With --background-plate the positionals are INPUT OUTPUT: move OUTPUT into place and
+    keep the plate where the trimap would be."""
+    if options.output is not None:
+        raise UsageError("--background-plate: give INPUT OUTPUT (the plate replaces the trimap)")
+    options.output, options.trimap = options.trimap, options.background_plate
+
+
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(args)
     try:
+        if options.plates and options.evaluate is None:
+            raise UsageError("--plates: only with --evaluate DATA")
         if options.evaluate is not None:
             return run_evaluate(options)
+        if options.background_plate is not None:
+            _plate_positionals(options)
         if options.input is None or options.trimap is None or options.output is None:
             raise UsageError("arguments: give INPUT TRIMAP OUTPUT, or --evaluate DATA")
         if options.input.is_dir():
