@@ -10,6 +10,11 @@ Usage::
     curl -F image=@photo.jpg -F trimap=@trimap.png http://127.0.0.1:5003/api/matte -o cutout.png
     curl -F image=@photo.jpg -F trimap=@trimap.png -F background='#00ff00' -F format=json \\
          http://127.0.0.1:5003/api/matte
+    curl -F image=@photo.jpg -F plate=@empty.jpg http://127.0.0.1:5003/api/matte -o cutout.png
+
+A ``plate`` (a photo of the empty scene, same size) replaces the trimap: the plate model
+(``--plate-checkpoint``: the newest ``--task plate`` run, else ``log/pretrained-plate``) is
+loaded beside the trimap model when there is one.
 
 Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
@@ -64,13 +69,23 @@ from model.inference import (
     Matter,
 )
 from model.outputs import OUTPUTS, encode_outputs, parse_colour
+from model.plate_inference import PlateMatter, check_plate
 
 WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
 
 
-FIELDS = ("image", "trimap", "background", "background_image", "mask_threshold", "format", "output")
-FILE_FIELDS = ("image", "trimap", "background_image")
+FIELDS = (
+    "image",
+    "trimap",
+    "plate",
+    "background",
+    "background_image",
+    "mask_threshold",
+    "format",
+    "output",
+)
+FILE_FIELDS = ("image", "trimap", "plate", "background_image")
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 """Host names a loopback (or all-interfaces) server answers to without ``--allowed-host``."""
@@ -235,7 +250,7 @@ class MatteRequest:
     """A parsed ``POST /api/matte``: raw upload bytes plus validated options."""
 
     image: bytes
-    trimap: bytes
+    trimap: bytes | None
     background: tuple[float, float, float] | None
     background_image: bytes | None
     mask_threshold: float
@@ -243,6 +258,7 @@ class MatteRequest:
     output: str
     name: str
     """The image's file name without its extension, as uploaded (any characters)."""
+    plate: bytes | None = None
 
 
 def parse_background_colour(text: str) -> tuple[float, float, float] | None:
@@ -359,7 +375,10 @@ async def parse_matte_request(
     if unknown:
         raise ApiError(400, f"{unknown[0]}: unknown field; the fields are {', '.join(FIELDS)}")
     image = await _file_field(form, "image", max_upload_bytes, required=True)
-    trimap = await _file_field(form, "trimap", max_upload_bytes, required=True)
+    plate = await _file_field(form, "plate", max_upload_bytes, required=False)
+    trimap = await _file_field(form, "trimap", max_upload_bytes, required=plate is None)
+    if trimap is not None and plate is not None:
+        raise ApiError(400, "plate: give either a trimap or a plate, not both")
     background_image = await _file_field(form, "background_image", max_upload_bytes, required=False)
     background = parse_background_colour(_text_field(form, "background", "transparent"))
     if background is not None and background_image is not None:
@@ -385,8 +404,11 @@ async def parse_matte_request(
     if format_ == "json" and "output" in form:
         raise ApiError(400, "output: only with format=png; format=json returns every output")
 
-    for name, data in (("image", image), ("trimap", trimap)):
-        _check_pixels(data, name, max_pixels)
+    if plate is not None and output == "trimap":
+        raise ApiError(400, "output: a plate request has no trimap output")
+    for name, data in (("image", image), ("trimap", trimap), ("plate", plate)):
+        if data is not None:
+            _check_pixels(data, name, max_pixels)
     if background_image is not None:
         _check_pixels(background_image, "background_image", max_pixels)
 
@@ -400,6 +422,7 @@ async def parse_matte_request(
         format=format_,
         output=output,
         name=Path(upload_name).stem or "image",
+        plate=plate,
     )
 
 
@@ -428,7 +451,7 @@ class MatteResult:
     height: int
 
 
-def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
+def run_matte(matter, job: MatteRequest, max_pixels: int, plate_matter=None) -> MatteResult:
     """Decode, matte and encode one request; runs in a worker thread.
 
     Returns
@@ -439,19 +462,28 @@ def run_matte(matter, job: MatteRequest, max_pixels: int) -> MatteResult:
     (``model.outputs`` describes each; ``format=json`` returns all of them.)
     """
     image = decode_image(job.image, "image", max_pixels=max_pixels)
-    trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
+    trimap = None
+    if job.plate is not None:
+        # The plate model has the same extract/predict_alpha as the trimap model.
+        plate = decode_image(job.plate, "plate", max_pixels=max_pixels)
+        guide, matter = check_plate(plate, image, "plate"), plate_matter
+    else:
+        trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
+        guide = trimap
     background = job.background
     if job.background_image is not None:
         background = decode_image(job.background_image, "background_image", max_pixels=max_pixels)
 
     wanted = set(OUTPUTS) if job.format == "json" else {job.output}
+    if trimap is None:
+        wanted.discard("trimap")
     needs_colour = bool(wanted & {"rgba", "composite"})
     foreground = None
     if needs_colour:
-        matte = matter.extract(image, trimap)
+        matte = matter.extract(image, guide)
         alpha, foreground = matte.alpha, matte.foreground
     else:
-        alpha = matter.predict_alpha(image, trimap)
+        alpha = matter.predict_alpha(image, guide)
     outputs = encode_outputs(
         wanted,
         alpha,
@@ -481,6 +513,7 @@ def create_app(
     workers: int = 1,
     body_timeout: float = 60.0,
     allowed_hosts: Collection[str] | None = None,
+    plate_matter=None,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded model.
 
@@ -505,10 +538,13 @@ def create_app(
         Host with a port must use the server's. None (the default, for tests and embedding)
         checks no Host. ``main`` passes LOOPBACK_HOSTS, the bound address and
         ``--allowed-host``.
+    plate_matter : model.plate_inference.PlateMatter, optional
+        Serves requests with a ``plate``; without it they get 400.
 
     ``POST /api/matte`` multipart fields
-        ``image`` (file, required), ``trimap`` (file, required, same size; 0 background,
-        128 unknown, 255 foreground), ``background`` (``transparent`` or a colour such as
+        ``image`` (file, required), ``trimap`` (file, same size; 0 background,
+        128 unknown, 255 foreground) or ``plate`` (file, same size: the empty scene; then
+        there is no ``trimap`` output), ``background`` (``transparent`` or a colour such as
         ``#00ff00``), ``background_image`` (file), ``mask_threshold`` (0..1, default 0.5),
         ``format`` (``png`` or ``json``), ``output`` (one of OUTPUTS, png only; default
         ``composite`` with a background, else ``rgba``).
@@ -589,6 +625,7 @@ def create_app(
                 "max_pixels": max_pixels,
             },
             "outputs": list(OUTPUTS),
+            "plate_model": _describe_matter(plate_matter) if plate_matter is not None else None,
         }
 
     @app.post("/api/matte")
@@ -606,11 +643,15 @@ def create_app(
                 f"request: the upload did not arrive within {body_timeout:g} seconds",
                 headers={"Connection": "close"},
             ) from None
+        if job.plate is not None and plate_matter is None:
+            raise ApiError(400, "plate: this server has no plate model (log/pretrained-plate)")
         with gate.enter():
             start = time.perf_counter()
             loop = asyncio.get_running_loop()
             try:
-                result = await loop.run_in_executor(executor, run_matte, matter, job, max_pixels)
+                result = await loop.run_in_executor(
+                    executor, run_matte, matter, job, max_pixels, plate_matter
+                )
             except ImageError as error:
                 raise _image_error(error) from None
             seconds = time.perf_counter() - start
@@ -647,6 +688,11 @@ def build_parser() -> ArgumentParser:
         help="-1 newest, -2 the one before, N>=0 the one saved at step N, or a path",
     )
     model.add_argument("--log-dir", default="log", help="folder holding the training runs")
+    model.add_argument(
+        "--plate-checkpoint",
+        help="plate model for requests with a plate: as --checkpoint, among --task plate runs,"
+        " else log/pretrained-plate; 'none': no plate model (default: -1 when one exists)",
+    )
     add_network_pixels(model, DEFAULT_NETWORK_PIXELS)
 
     server = parser.add_argument_group("server")
@@ -731,6 +777,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _load_plate_matter(options: argparse.Namespace):
+    """The plate model, or None for 'none' and, by default, when there is none to load."""
+    if options.plate_checkpoint == "none":
+        return None
+    try:
+        return PlateMatter.load(
+            options.plate_checkpoint or "-1",
+            log_dir=options.log_dir,
+            network_pixels=options.network_pixels,
+        )
+    except CheckpointError as error:
+        if options.plate_checkpoint is not None:
+            raise
+        print(f"notice: no plate model, plate requests get 400 ({error})", file=sys.stderr)
+        return None
+
+
 def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
     problem = _validate(options)
@@ -758,6 +821,7 @@ def main(args: list[str] | None = None) -> int:
                 log_dir=options.log_dir,
                 network_pixels=options.network_pixels,
             )
+            plate_matter = _load_plate_matter(options)
         except CheckpointError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -770,6 +834,7 @@ def main(args: list[str] | None = None) -> int:
             workers=options.workers,
             body_timeout=options.body_timeout,
             allowed_hosts=allowed_host_names(options.host, options.allowed_host),
+            plate_matter=plate_matter,
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

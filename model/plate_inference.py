@@ -136,20 +136,33 @@ def read_plate(
     same = image_path is not None and path.exists() and Path(image_path).exists()
     if same and os.path.samefile(path, image_path):
         raise ImageError(path, "is the photo itself; the plate is a photo of the empty scene")
-    plate = read_image(path)
+    return check_plate(read_image(path), image, path, align=align)
+
+
+def check_plate(
+    plate: np.ndarray, image: np.ndarray, source: str | os.PathLike, *, align: bool = False
+) -> np.ndarray:
+    """Check a decoded plate against its photo (see :func:`read_plate`); ``source`` names it
+    in errors. Returns the plate, aligned with ``align``.
+
+    Raises
+    ------
+    ImageError
+        Another size (without ``align``), not alignable, or pixel for pixel the photo.
+    """
     if align:
         try:
             plate = align_plate(plate, image)
         except ValueError as error:
-            raise ImageError(path, f"cannot align the plate with the photo: {error}") from None
+            raise ImageError(source, f"cannot align the plate with the photo: {error}") from None
     elif plate.shape != image.shape:
         raise ImageError(
-            path,
+            source,
             f"plate is {plate.shape[1]}x{plate.shape[0]} but the photo is"
             f" {image.shape[1]}x{image.shape[0]} (--align-plate resizes and aligns it)",
         )
     if np.array_equal(plate, image):
-        raise ImageError(path, "has the same pixels as the photo; a plate shows the empty scene")
+        raise ImageError(source, "has the same pixels as the photo; a plate shows the empty scene")
     return plate
 
 
@@ -233,12 +246,15 @@ class PlateMatter(Matter):
         return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
     def extract(self, image: np.ndarray, plate: np.ndarray) -> Matte:
-        """Alpha (:meth:`predict_alpha`) and foreground colours (``Matter.foreground``).
+        """Alpha (:meth:`predict_alpha`) and foreground colours (:meth:`matte`)."""
+        return self.matte(image, self.predict_alpha(image, plate))
+
+    def matte(self, image: np.ndarray, alpha: np.ndarray) -> Matte:
+        """The Matte of a predicted alpha, with foreground colours (``Matter.foreground``).
 
         Alpha below half an 8-bit level is set to 0 and above ``1 -`` that to 1 (invisible in
         any output), so colours are estimated only around the subject's soft edges.
         """
-        alpha = self.predict_alpha(image, plate)
         half_level = 0.5 / 255.0
         alpha = np.where(alpha < half_level, 0.0, alpha)
         alpha = np.where(alpha > 1.0 - half_level, 1.0, alpha).astype(np.float32)

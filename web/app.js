@@ -20,6 +20,7 @@ const state = {
   limits: null,
   image: null, // {file, url, width, height} or null; width 0 when the browser cannot show it
   trimapFile: null,
+  plateFile: null,
   trimapMode: "upload",
   paint: null, // {data: Uint8Array(width*height), undo: [], stroke: null}
   brushValue: TRIMAP_FG,
@@ -94,7 +95,12 @@ function tooLarge(field, file) {
 }
 
 function updateRunButton() {
-  const trimapReady = state.trimapMode === "paint" ? state.paint !== null : !!state.trimapFile;
+  const trimapReady =
+    state.trimapMode === "paint"
+      ? state.paint !== null
+      : state.trimapMode === "plate"
+        ? !!state.plateFile
+        : !!state.trimapFile;
   const backgroundReady = backgroundMode() !== "image" || !!state.backgroundFile;
   $("run").disabled = state.busy || !state.image || !trimapReady || !backgroundReady;
 }
@@ -166,7 +172,8 @@ function setImage(file) {
     layoutEditor();
     updateTrimapView();
     updateRunButton();
-    setStatus(state.trimapMode === "paint" ? "Paint the trimap, then run." : "Now add a trimap.");
+    const next = { paint: "Paint the trimap, then run.", plate: "Now add the plate." };
+    setStatus(next[state.trimapMode] || "Now add a trimap.");
   };
   probe.onerror = () => {
     // The server may still read formats a browser cannot show (TIFF); only painting needs one.
@@ -188,12 +195,20 @@ function setTrimapFile(file) {
   markStale();
 }
 
+function setPlateFile(file) {
+  showError("");
+  if (!file || tooLarge("plate", file)) return;
+  state.plateFile = file;
+  updateTrimapView();
+  markStale();
+}
+
 function setTrimapMode(mode) {
   state.trimapMode = mode;
-  $("tab-upload").setAttribute("aria-selected", String(mode === "upload"));
-  $("tab-paint").setAttribute("aria-selected", String(mode === "paint"));
-  $("panel-upload").hidden = mode !== "upload";
-  $("panel-paint").hidden = mode !== "paint";
+  for (const name of ["upload", "paint", "plate"]) {
+    $(`tab-${name}`).setAttribute("aria-selected", String(mode === name));
+    $(`panel-${name}`).hidden = mode !== name;
+  }
   $("editor-card").hidden = mode !== "paint" || !state.paint;
   layoutEditor();
   updateTrimapView();
@@ -203,8 +218,10 @@ function setTrimapMode(mode) {
 function updateTrimapView() {
   if (state.trimapPreviewUrl) URL.revokeObjectURL(state.trimapPreviewUrl);
   state.trimapPreviewUrl = null;
-  if (state.trimapMode === "upload") {
-    if (state.trimapFile) state.trimapPreviewUrl = URL.createObjectURL(state.trimapFile);
+  if (state.trimapMode !== "paint") {
+    // The plate is shown where the trimap would be: it is what guides the model.
+    const file = state.trimapMode === "plate" ? state.plateFile : state.trimapFile;
+    if (file) state.trimapPreviewUrl = URL.createObjectURL(file);
     showInPanel("view-trimap", state.trimapPreviewUrl);
     return;
   }
@@ -456,6 +473,8 @@ async function buildForm() {
   form.append("image", state.image.file, state.image.file.name);
   if (state.trimapMode === "paint") {
     form.append("trimap", await paintedTrimapBlob(), "trimap.png");
+  } else if (state.trimapMode === "plate") {
+    form.append("plate", state.plateFile, state.plateFile.name);
   } else {
     form.append("trimap", state.trimapFile, state.trimapFile.name);
   }
@@ -529,7 +548,7 @@ function showResult(body, stem, background) {
     state.resultUrls.push(urls[name]);
   }
   state.hasResult = true;
-  showInPanel("view-trimap", urls.trimap);
+  if (urls.trimap) showInPanel("view-trimap", urls.trimap);
   showInPanel("view-alpha", urls.soft_mask);
   showInPanel("view-result", urls.composite);
   const links = {
@@ -570,8 +589,10 @@ function onKey(event) {
 function init() {
   $("image-file").addEventListener("change", (e) => setImage(e.target.files[0]));
   $("trimap-file").addEventListener("change", (e) => setTrimapFile(e.target.files[0]));
+  $("plate-file").addEventListener("change", (e) => setPlateFile(e.target.files[0]));
   $("tab-upload").addEventListener("click", () => setTrimapMode("upload"));
   $("tab-paint").addEventListener("click", () => setTrimapMode("paint"));
+  $("tab-plate").addEventListener("click", () => setTrimapMode("plate"));
   for (const button of document.querySelectorAll(".brush")) {
     button.addEventListener("click", () => setBrush(Number(button.dataset.value)));
   }
