@@ -86,6 +86,8 @@ FIELDS = (
     "output",
 )
 FILE_FIELDS = ("image", "trimap", "plate", "background_image")
+MAX_UPLOADS = 3
+"""Uploads in one request: the image, a trimap or a plate, and a background image."""
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 """Host names a loopback (or all-interfaces) server answers to without ``--allowed-host``."""
@@ -568,7 +570,7 @@ def create_app(
     # Three uploads plus room for the text fields and multipart framing.
     app.add_middleware(
         _Guard,
-        max_body=len(FILE_FIELDS) * max_upload_bytes + MB,
+        max_body=MAX_UPLOADS * max_upload_bytes + MB,
         allowed_hosts=None if allowed_hosts is None else frozenset(allowed_hosts),
     )
 
@@ -578,7 +580,7 @@ def create_app(
 
     @app.exception_handler(_BodyTooLarge)
     async def body_too_large(_request: Request, _error_: _BodyTooLarge):
-        limit = len(FILE_FIELDS) * max_upload_bytes + MB
+        limit = MAX_UPLOADS * max_upload_bytes + MB
         return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
 
     @app.exception_handler(ClientDisconnect)
