@@ -57,6 +57,19 @@ audio are kept; ``--alpha`` also writes the matte as a video (see README, "Video
     python3 eval.py clip.mp4 out.mov --plate-frames 0:30        # plate = median of frames 0-29
     python3 eval.py clip.mp4 out.mp4 --background beach.mp4 --alpha matte.mov
 
+Background plate (a photo of the empty scene) instead of a trimap: give INPUT OUTPUT and
+``--background-plate``; the plate model (newest ``--task plate`` run, else
+``log/pretrained-plate``) predicts alpha for the whole photo. A plate of another size is an
+error unless ``--align-plate`` resizes it and aligns it with an OpenCV ECC homography. In batch
+mode the plate is a folder matched by stem, or one file for every photo. ``--evaluate DATA
+--plates`` compares the plate model, a difference key and the trimap model fed the key's trimap
+on ``image/``, ``alpha/`` and ``bg/`` with perturbed plates (whole-image metrics)::
+
+    python3 eval.py photo.jpg out.png --background-plate empty.jpg --background beach.jpg
+    python3 eval.py photo.jpg out.png --background-plate empty.jpg --align-plate
+    python3 eval.py photos/ cutouts/ --background-plate empty.jpg
+    python3 eval.py --evaluate scripts/data/test --plates --plate-shift 4
+
 The checkpoint defaults to the newest trained run under ``--log-dir``, else its ``pretrained/``.
 Bad input gives one line ``error: <file>: <problem>`` on stderr and exit status 2; a runtime
 failure gives exit status 1.
@@ -95,6 +108,8 @@ from model.inference import (
     DEFAULT_TILE,
 )
 from model.outputs import encode_outputs, parse_background
+from model.plate_evaluation import PLATE_METHODS
+from model.plate_inference import read_plate
 from model.safe_paths import (
     OutputError,
     check_folder,
@@ -204,12 +219,6 @@ def build_parser() -> argparse.ArgumentParser:
 
     video = parser.add_argument_group("video (INPUT is a clip)")
     video.add_argument(
-        "--background-plate",
-        type=Path,
-        metavar="PLATE",
-        help="photo of the empty scene; matted with the difference key (a baseline)",
-    )
-    video.add_argument(
         "--plate-frames",
         metavar="A:B",
         help="the plate is the median of the clip's frames A to B-1, which show the empty scene",
@@ -231,14 +240,42 @@ def build_parser() -> argparse.ArgumentParser:
         " of the shorter side (default: %(default)s)",
     )
 
+    plates = parser.add_argument_group("background plate (instead of a trimap)")
+    plates.add_argument(
+        "--background-plate",
+        type=Path,
+        metavar="PLATE",
+        help="photo of the empty scene (a folder matched by stem for a folder of photos; one"
+        " photo for a clip); give INPUT OUTPUT only",
+    )
+    plates.add_argument(
+        "--align-plate",
+        action="store_true",
+        help="resize the plate to the photo and align it (OpenCV ECC, homography model)",
+    )
+    plates.add_argument(
+        "--plates",
+        action="store_true",
+        help="with --evaluate: plate methods on image/, alpha/, bg/ with perturbed plates",
+    )
+    plates.add_argument(
+        "--plate-shift", type=float, default=2.0, help="--plates: px to the right (%(default)s)"
+    )
+    plates.add_argument(
+        "--plate-gain", type=float, default=1.06, help="--plates: exposure (%(default)s)"
+    )
+    plates.add_argument(
+        "--plate-noise", type=float, default=0.01, help="--plates: noise sigma (%(default)s)"
+    )
+
     evaluation = parser.add_argument_group("evaluation")
     evaluation.add_argument(
         "--evaluate", type=Path, metavar="DATA", help="folder with image/, trimap/, alpha/"
     )
     evaluation.add_argument(
         "--methods",
-        default=",".join(METHODS),
-        help="comma-separated subset of %(default)s",
+        help=f"comma-separated subset of {','.join(METHODS)}"
+        f" (with --plates: {','.join(PLATE_METHODS)}); default all",
     )
     evaluation.add_argument(
         "--limit", type=positive_int, metavar="N", help="only the first N samples"
@@ -270,6 +307,8 @@ class Job:
     output: Path
     alpha: Path | None
     saved_trimap: Path | None = None
+    plate: bool = False
+    align: bool = False
 
 
 def extra_paths(output: Path) -> dict[str, Path]:
@@ -301,10 +340,11 @@ def _is_png_name(path: Path) -> bool:
     return path.suffix.lower() == ".png"
 
 
-def _load_matter(args: argparse.Namespace):
+def _load_matter(args: argparse.Namespace, *, plate: bool = False):
     from model.inference import Matter
+    from model.plate_inference import PlateMatter
 
-    matter = Matter.load(
+    matter = (PlateMatter if plate else Matter).load(
         args.checkpoint,
         args.log_dir,
         network_pixels=args.network_pixels,
@@ -375,7 +415,8 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job], options: Outputs) -
         found = files_in([folder for folder in (args.input, args.trimap) if folder], IMAGE_SUFFIXES)
         inputs += [("an input", path) for path in found]
     else:
-        inputs += [("the input image", args.input), ("the trimap", args.trimap)]
+        guide = "the plate" if args.background_plate is not None else "the trimap"
+        inputs += [("the input image", args.input), (guide, args.trimap)]
     outputs = [
         (OUTPUT_LABELS[kind], path)
         for job in jobs
@@ -428,16 +469,19 @@ class Outputs:
 def process(job: Job, matter, options: Outputs, *, image=None, trimap=None):
     """Read (unless given), cut out and write one job; raises ImageError for a bad file."""
     if image is None:
-        if job.trimap is not None:
+        if job.trimap is not None and not job.plate:
             check_trimap_header(job.image, job.trimap)
         image = read_image(job.image)
     if trimap is None:
-        if job.trimap is not None:
+        if job.trimap is not None and job.plate:
+            trimap = read_plate(job.trimap, image, job.image, align=job.align)
+        elif job.trimap is not None:
             trimap = read_trimap(job.trimap, shape=image.shape[:2])
         elif options.trimapper is not None:
             trimap = options.trimapper(image)
         else:
-            raise ImageError(job.image, "no trimap with the same file stem")
+            guide = "plate" if job.plate else "trimap"
+            raise ImageError(job.image, f"no {guide} with the same file stem")
     if options.only_mask:  # no colours to estimate
         alpha, foreground = matter.predict_alpha(image, trimap), None
     else:
@@ -473,18 +517,23 @@ def run_single(args: argparse.Namespace) -> int:
     options = _check_common(args)
     if args.trimap is None:
         _refuse_trimap_as_output(args.output)
-    job = Job(args.input, args.trimap, args.output, args.alpha, args.save_trimap)
+    plate = args.background_plate is not None
+    job = Job(
+        args.input, args.trimap, args.output, args.alpha, args.save_trimap, plate, args.align_plate
+    )
     check_outputs(args, [job], options)
     # Read before loading the model: a bad file is reported in a second, not after TensorFlow;
     # the headers first, so a trimap of the wrong size is refused before a huge image is decoded.
-    if args.trimap is not None:
+    if args.trimap is not None and not plate:
         check_trimap_header(args.input, args.trimap)
     image = read_image(args.input)
-    if args.trimap is not None:
+    if plate:
+        trimap = read_plate(args.trimap, image, args.input, align=args.align_plate)
+    elif args.trimap is not None:
         trimap = read_trimap(args.trimap, shape=image.shape[:2])
     else:
         trimap = options.trimapper(image)
-    matter = _load_matter(args)
+    matter = _load_matter(args, plate=plate)
     process(job, matter, options, image=image, trimap=trimap)
     return 0
 
@@ -541,7 +590,7 @@ def run_video(args: argparse.Namespace) -> int:
             plate = vm.median_plate(args.input, start, stop)
         elif args.trimap is not None:
             trimap = read_trimap(args.trimap, shape=(height, width))
-        step = vm.plate_step(plate) if plate is not None else None
+        step = vm.plate_step(plate, _load_matter(args, plate=True)) if plate is not None else None
         if step is None:
             matter = _load_matter(args)
             if trimap is not None:
@@ -560,9 +609,10 @@ def run_video(args: argparse.Namespace) -> int:
 
 
 def batch_jobs(args: argparse.Namespace) -> list[Job]:
-    """One Job per image in the input folder, its trimap matched by stem (None if missing or
-    if there is no trimap folder)."""
-    if args.trimap is not None and not args.trimap.is_dir():
+    """One Job per image in the input folder, its trimap (or plate) matched by stem (None if
+    missing or if there is no trimap folder)."""
+    plate = args.background_plate is not None
+    if args.trimap is not None and not args.trimap.is_dir() and not plate:
         raise UsageError(f"{args.trimap}: the input is a folder, so the trimap must be one too")
     for folder in (args.output, args.alpha, args.save_trimap):
         if folder is not None and folder.exists() and not folder.is_dir():
@@ -570,7 +620,10 @@ def batch_jobs(args: argparse.Namespace) -> list[Job]:
     images = images_by_stem(args.input)
     if not images:
         raise UsageError(f"{args.input}: no images ({', '.join(IMAGE_SUFFIXES)}) in this folder")
-    trimaps = images_by_stem(args.trimap) if args.trimap is not None else {}
+    # One plate file serves every photo (a fixed camera); a folder is matched by stem.
+    trimaps = None
+    if args.trimap is not None and args.trimap.is_dir():
+        trimaps = images_by_stem(args.trimap)
 
     def inside(folder: Path | None, stem: str) -> Path | None:
         return folder / f"{stem}.png" if folder is not None else None
@@ -578,10 +631,12 @@ def batch_jobs(args: argparse.Namespace) -> list[Job]:
     jobs = [
         Job(
             path,
-            trimaps.get(stem),
+            trimaps.get(stem) if trimaps is not None else args.trimap,
             args.output / f"{stem}.png",
             inside(args.alpha, stem),
             inside(args.save_trimap, stem),
+            plate,
+            args.align_plate,
         )
         for stem, path in images.items()
     ]
@@ -597,7 +652,7 @@ def run_batch(args: argparse.Namespace) -> int:
     options = _check_common(args)
     jobs = batch_jobs(args)
     check_outputs(args, jobs, options)
-    matter = _load_matter(args)
+    matter = _load_matter(args, plate=args.background_plate is not None)
     failures = {}
     for job in tqdm(jobs, desc=f"cut out on {matter.device}", unit="image", file=sys.stderr):
         try:
@@ -634,10 +689,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     if any(path is not None for path in (args.input, args.trimap, args.output)):
         raise UsageError("--evaluate: takes a dataset folder; give no input/trimap/output files")
-    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in METHODS]
+    choices = PLATE_METHODS if args.plates else METHODS
+    methods = [name.strip() for name in (args.methods or ",".join(choices)).split(",")]
+    methods = [name for name in methods if name]
+    unknown = [name for name in methods if name not in choices]
     if unknown or not methods:
-        raise UsageError(f"--methods: {args.methods!r}; choose from {', '.join(METHODS)}")
+        raise UsageError(f"--methods: {args.methods!r}; choose from {', '.join(choices)}")
+    if args.plates:
+        return run_plate_evaluate(args, methods)
     samples = evaluation.find_samples(args.evaluate, args.limit)
     skipped = evaluation.unmatched(args.evaluate)
     if skipped:
@@ -671,16 +730,64 @@ def run_evaluate(args: argparse.Namespace) -> int:
     return BAD_INPUT if report.unreadable else 0
 
 
+def run_plate_evaluate(args: argparse.Namespace, methods: list[str]) -> int:
+    from model import evaluation
+    from model.plate import PlatePerturbation
+    from model.plate_evaluation import evaluate_plates, find_plate_samples
+
+    samples = find_plate_samples(args.evaluate, args.limit)
+    perturbation = PlatePerturbation(
+        shift=(args.plate_shift, 0.0), gain=args.plate_gain, noise=args.plate_noise
+    )
+    plate_matter = _load_matter(args, plate=True) if "plate" in methods else None
+    trimap_matter = None
+    if "key-trimap" in methods:
+        # The trimap model is the default one (newest trimap run, else log/pretrained).
+        from model.inference import Matter
+
+        trimap_matter = Matter.load("-1", args.log_dir, network_pixels=args.network_pixels)
+    report = evaluate_plates(
+        samples,
+        methods,
+        plate_matter=plate_matter,
+        trimap_matter=trimap_matter,
+        perturbation=perturbation,
+        on_error=lambda message: print(f"error: {message}", file=sys.stderr),
+    )
+    rows = evaluation.summarise(report.results)
+    print(f"plate: {perturbation}")
+    print(evaluation.format_table(rows))
+    label = f"{args.evaluate.resolve().name}-plates-shift{args.plate_shift:g}"
+    csv_path = args.csv or Path("evaluation") / f"{label}.csv"
+    evaluation.write_summary_csv(csv_path, rows)
+    samples_csv = csv_path.with_name(f"{csv_path.stem}_samples.csv")
+    evaluation.write_samples_csv(samples_csv, report.results)
+    print(f"wrote {csv_path} and {samples_csv}", file=sys.stderr)
+    return BAD_INPUT if report.unreadable else 0
+
+
+def _plate_positionals(options: argparse.Namespace) -> None:
+    """With --background-plate the positionals are INPUT OUTPUT: move OUTPUT into place and
+    keep the plate where the trimap would be."""
+    if options.output is not None:
+        raise UsageError("--background-plate: give INPUT OUTPUT (the plate replaces the trimap)")
+    options.output, options.trimap = options.trimap, options.background_plate
+
+
 def main(args: list[str] | None = None) -> int:
     parser = build_parser()
     options = parser.parse_args(args)
     # Before anything imports TensorFlow (lazily, with the model): its notices stay off stderr.
     quiet_tensorflow()
     try:
+        if options.plates and options.evaluate is None:
+            raise UsageError("--plates: only with --evaluate DATA")
         if options.evaluate is not None:
             return run_evaluate(options)
         if options.input is not None and is_video_path(options.input):
             return run_video(options)
+        if options.background_plate is not None:
+            _plate_positionals(options)
         if options.output is None and options.trimap is not None:  # IMG OUT: no trimap
             options.output, options.trimap = options.trimap, None
         if options.input is None or options.output is None:

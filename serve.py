@@ -13,6 +13,11 @@ Usage::
          http://127.0.0.1:5003/api/matte
     curl -F image=@photo.jpg http://127.0.0.1:5003/api/matte -o cutout.png   # automatic trimap
     curl -F image=@photo.jpg http://127.0.0.1:5003/api/trimap -o trimap.png  # just the trimap
+    curl -F image=@photo.jpg -F plate=@empty.jpg http://127.0.0.1:5003/api/matte -o cutout.png
+
+A ``plate`` (a photo of the empty scene, same size) replaces the trimap: the plate model
+(``--plate-checkpoint``: the newest ``--task plate`` run, else ``log/pretrained-plate``) is
+loaded beside the trimap model when there is one.
 
 Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
@@ -81,6 +86,7 @@ from model.inference import (
     Matter,
 )
 from model.outputs import OUTPUTS, encode_outputs, parse_colour
+from model.plate_inference import PlateMatter, check_plate
 from model.temporal import DEFAULT_SMOOTHING
 from model.tf_startup import install as quiet_tensorflow
 from model.video_api import add_video_routes
@@ -89,8 +95,19 @@ WEB_DIR = Path(__file__).resolve().parent / "web"
 MB = 1024 * 1024
 
 
-FIELDS = ("image", "trimap", "background", "background_image", "mask_threshold", "format", "output")
-FILE_FIELDS = ("image", "trimap", "background_image")
+FIELDS = (
+    "image",
+    "trimap",
+    "plate",
+    "background",
+    "background_image",
+    "mask_threshold",
+    "format",
+    "output",
+)
+FILE_FIELDS = ("image", "trimap", "plate", "background_image")
+MAX_UPLOADS = 3
+"""Uploads in one request: the image, a trimap or a plate, and a background image."""
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 """Host names a loopback (or all-interfaces) server answers to without ``--allowed-host``."""
@@ -273,6 +290,7 @@ class MatteRequest:
     output: str
     name: str
     """The image's file name without its extension, as uploaded (any characters)."""
+    plate: bytes | None = None
 
 
 def parse_background_colour(text: str) -> tuple[float, float, float] | None:
@@ -401,9 +419,14 @@ async def parse_matte_request(
 
     Without ``trimap_required`` a request without a trimap gets ``trimap=None``.
     """
-    form = await _read_form(request, FIELDS, len(FILE_FIELDS))
+    form = await _read_form(request, FIELDS, MAX_UPLOADS)
     image = await _file_field(form, "image", max_upload_bytes, required=True)
-    trimap = await _file_field(form, "trimap", max_upload_bytes, required=trimap_required)
+    plate = await _file_field(form, "plate", max_upload_bytes, required=False)
+    trimap = await _file_field(
+        form, "trimap", max_upload_bytes, required=trimap_required and plate is None
+    )
+    if trimap is not None and plate is not None:
+        raise ApiError(400, "plate: give either a trimap or a plate, not both")
     background_image = await _file_field(form, "background_image", max_upload_bytes, required=False)
     background = parse_background_colour(_text_field(form, "background", "transparent"))
     if background is not None and background_image is not None:
@@ -429,13 +452,13 @@ async def parse_matte_request(
     if format_ == "json" and "output" in form:
         raise ApiError(400, "output: only with format=png; format=json returns every output")
 
-    for name, data in (
-        ("image", image),
-        ("trimap", trimap),
-        ("background_image", background_image),
-    ):
+    if plate is not None and output == "trimap":
+        raise ApiError(400, "output: a plate request has no trimap output")
+    for name, data in (("image", image), ("trimap", trimap), ("plate", plate)):
         if data is not None:
             _check_pixels(data, name, max_pixels)
+    if background_image is not None:
+        _check_pixels(background_image, "background_image", max_pixels)
 
     return MatteRequest(
         image=image,
@@ -446,6 +469,7 @@ async def parse_matte_request(
         format=format_,
         output=output,
         name=_upload_stem(form),
+        plate=plate,
     )
 
 
@@ -484,7 +508,9 @@ class MatteResult:
     height: int
 
 
-def run_matte(matter, job: MatteRequest, max_pixels: int, trimapper=None) -> MatteResult:
+def run_matte(
+    matter, job: MatteRequest, max_pixels: int, trimapper=None, plate_matter=None
+) -> MatteResult:
     """Decode, matte and encode one request; runs in a worker thread.
 
     Without ``job.trimap`` the trimap is ``trimapper(image)`` (a ``model.auto_trimap``
@@ -498,22 +524,33 @@ def run_matte(matter, job: MatteRequest, max_pixels: int, trimapper=None) -> Mat
     (``model.outputs`` describes each; ``format=json`` returns all of them.)
     """
     image = decode_image(job.image, "image", max_pixels=max_pixels)
-    if job.trimap is not None:
-        trimap = decode_trimap(job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels)
+    trimap = None
+    if job.plate is not None:
+        # The plate model has the same extract/predict_alpha as the trimap model.
+        plate = decode_image(job.plate, "plate", max_pixels=max_pixels)
+        guide, matter = check_plate(plate, image, "plate"), plate_matter
     else:
-        trimap = trimapper(image)
+        if job.trimap is not None:
+            trimap = decode_trimap(
+                job.trimap, "trimap", shape=image.shape[:2], max_pixels=max_pixels
+            )
+        else:
+            trimap = trimapper(image)
+        guide = trimap
     background = job.background
     if job.background_image is not None:
         background = decode_image(job.background_image, "background_image", max_pixels=max_pixels)
 
     wanted = set(OUTPUTS) if job.format == "json" else {job.output}
+    if trimap is None:
+        wanted.discard("trimap")
     needs_colour = bool(wanted & {"rgba", "composite"})
     foreground = None
     if needs_colour:
-        matte = matter.extract(image, trimap)
+        matte = matter.extract(image, guide)
         alpha, foreground = matte.alpha, matte.foreground
     else:
-        alpha = matter.predict_alpha(image, trimap)
+        alpha = matter.predict_alpha(image, guide)
     outputs = encode_outputs(
         wanted,
         alpha,
@@ -548,6 +585,7 @@ def create_app(
     max_video_seconds: float = 30.0,
     max_video_pixels: int = 1920 * 1080,
     trimapper=None,
+    plate_matter=None,
 ) -> FastAPI:
     """Build the FastAPI app around a loaded model.
 
@@ -575,10 +613,13 @@ def create_app(
     trimapper : model.auto_trimap.AutoTrimapper, optional
         Makes the trimap of a request without one, and serves ``POST /api/trimap``; None
         (tests, embedding) makes ``trimap`` required and ``/api/trimap`` answer 404.
+    plate_matter : model.plate_inference.PlateMatter, optional
+        Serves requests with a ``plate``; without it they get 400.
 
     ``POST /api/matte`` multipart fields
         ``image`` (file, required), ``trimap`` (file, same size; 0 background, 128 unknown,
-        255 foreground; without it the automatic trimap), ``background`` (``transparent`` or
+        255 foreground; without it the automatic trimap) or ``plate`` (file, same size: the
+        empty scene; then there is no ``trimap`` output), ``background`` (``transparent`` or
         a colour such as ``#00ff00``), ``background_image`` (file), ``mask_threshold`` (0..1,
         default 0.5), ``format`` (``png`` or ``json``), ``output`` (one of OUTPUTS, png only;
         default ``composite`` with a background, else ``rgba``).
@@ -606,7 +647,7 @@ def create_app(
     video_body = max_video_bytes + max_upload_bytes + MB  # a clip and its trimap
     app.add_middleware(
         _Guard,
-        max_body=len(FILE_FIELDS) * max_upload_bytes + MB,
+        max_body=MAX_UPLOADS * max_upload_bytes + MB,
         path_limits={"/api/video": video_body},
         allowed_hosts=None if allowed_hosts is None else frozenset(allowed_hosts),
     )
@@ -617,7 +658,7 @@ def create_app(
 
     @app.exception_handler(_BodyTooLarge)
     async def body_too_large(request: Request, _error_: _BodyTooLarge):
-        limit = len(FILE_FIELDS) * max_upload_bytes + MB
+        limit = MAX_UPLOADS * max_upload_bytes + MB
         if request.url.path == "/api/video":
             limit = video_body
         return _error(413, f"request: body is over the limit of {_megabytes(limit)}")
@@ -678,6 +719,7 @@ def create_app(
             },
             "outputs": list(OUTPUTS),
             "auto_trimap": trimapper is not None,
+            "plate_model": _describe_matter(plate_matter) if plate_matter is not None else None,
         }
 
     async def within_body_timeout(parse):
@@ -730,7 +772,11 @@ def create_app(
                 trimap_required=trimapper is None,
             )
         )
-        result, seconds = await in_worker(run_matte, matter, job, max_pixels, trimapper)
+        if job.plate is not None and plate_matter is None:
+            raise ApiError(400, "plate: this server has no plate model (log/pretrained-plate)")
+        result, seconds = await in_worker(
+            run_matte, matter, job, max_pixels, trimapper, plate_matter
+        )
         headers = {"X-Processing-Seconds": f"{seconds:.3f}", "Cache-Control": "no-store"}
         if job.format == "json":
             body = {
@@ -764,6 +810,11 @@ def build_parser() -> ArgumentParser:
         help="-1 newest, -2 the one before, N>=0 the one saved at step N, or a path",
     )
     model.add_argument("--log-dir", default="log", help="folder holding the training runs")
+    model.add_argument(
+        "--plate-checkpoint",
+        help="plate model for requests with a plate: as --checkpoint, among --task plate runs,"
+        " else log/pretrained-plate; 'none': no plate model (default: -1 when one exists)",
+    )
     add_network_pixels(model, DEFAULT_NETWORK_PIXELS)
 
     server = parser.add_argument_group("server")
@@ -868,6 +919,23 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _load_plate_matter(options: argparse.Namespace):
+    """The plate model, or None for 'none' and, by default, when there is none to load."""
+    if options.plate_checkpoint == "none":
+        return None
+    try:
+        return PlateMatter.load(
+            options.plate_checkpoint or "-1",
+            log_dir=options.log_dir,
+            network_pixels=options.network_pixels,
+        )
+    except CheckpointError as error:
+        if options.plate_checkpoint is not None:
+            raise
+        print(f"notice: no plate model, plate requests get 400 ({error})", file=sys.stderr)
+        return None
+
+
 def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
     quiet_tensorflow()
@@ -903,6 +971,7 @@ def main(args: list[str] | None = None) -> int:
                 log_dir=options.log_dir,
                 network_pixels=options.network_pixels,
             )
+            plate_matter = _load_plate_matter(options)
         except CheckpointError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
@@ -919,6 +988,7 @@ def main(args: list[str] | None = None) -> int:
             max_video_seconds=options.max_video_seconds,
             max_video_pixels=int(options.max_video_megapixels * 1_000_000),
             trimapper=trimapper,
+            plate_matter=plate_matter,
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host

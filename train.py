@@ -8,6 +8,8 @@ Examples
     python3 train.py scripts/data --init-from log/pretrained --lap-weight 1   # fine-tune
     python3 train.py scripts/data --run hair --steps 20000 --batch-size 16 --lr 1e-4
     python3 train.py scripts/data --no-gan               # the same generator without D (ablation)
+    python3 train.py scripts/data --task plate --base-filters 16 --crop-size 256
+                                                        # image + clean plate -> alpha
     python3 train.py scripts/data --encoder mobilenetv2 --mixed-precision   # on a GPU
     python3 train.py --resume                            # continue the newest run where it stopped
     python3 train.py --run hair --resume --steps 40000   # continue 'hair' up to step 40000
@@ -56,7 +58,7 @@ from model.cli import ArgumentParser, non_negative_int, positive_int
 from model.dataset import DatasetError, list_samples
 from model.inference import restore_generator
 from model.losses import GAN_MODES
-from model.networks import ENCODERS, NORMS, ModelConfig
+from model.networks import ENCODERS, NORMS, TASKS, ModelConfig
 from model.networks.config import TRAINING_PRIOR
 from model.training import (
     DISTRIBUTE_CHOICES,
@@ -83,6 +85,7 @@ MODEL_FLAGS = {
     "disc_layers": "disc_layers",
     "encoder_weights": "encoder_weights",
     "prior": "prior",
+    "task": "task",
 }
 """argparse dest -> ModelConfig field."""
 
@@ -130,6 +133,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     # model
     arch = parser.add_argument_group("model (fixed for a run; --resume keeps the run's)")
+    arch.add_argument(
+        "--task",
+        choices=TASKS,
+        default=model.task,
+        help="trimap: image + trimap -> alpha; plate: image + clean background plate -> alpha"
+        " (U-Net, no prior; plates are made from the dataset's bg/) (%(default)s)",
+    )
     arch.add_argument("--encoder", choices=ENCODERS, default=model.encoder, help="(%(default)s)")
     arch.add_argument(
         "--base-filters",
@@ -433,6 +443,8 @@ def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     opts = parser.parse_args(argv)
     explicit = _explicit(parser, argv, vars(opts))
+    if opts.task == "plate" and "prior" not in explicit:
+        opts.prior = "none"  # the plate generator has no classical prior
     if opts.timelapse is not None:
         return _timelapse(opts)
 

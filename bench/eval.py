@@ -14,6 +14,11 @@ the image side). Both methods run on the same image and trimap:
   one pass up to 2 megapixels, tiles above), for comparison;
 * ``ours-onnx`` -- ``ours`` with the checkpoint exported by ``scripts/export.py --format onnx``
   and run by onnxruntime (``eval.py --checkpoint m.onnx``): no TensorFlow in the process;
+* ``plate`` -- ``PlateMatter.extract`` as ``eval.py IMG OUT --background-plate PLATE`` runs
+  it: the same photo with a plate made from its background (shifted 2 px, 6 % brighter,
+  noise 0.01), the plate model at its working resolution over the whole photo, a guided filter,
+  then ``estimate_foreground_ml`` around the soft edges; model from ``--plate-checkpoint``
+  (newest ``--task plate`` run, else ``<log-dir>/pretrained-plate``, else random weights);
 * ``closed-form`` (the baseline) -- ``pymatting.estimate_alpha_cf`` on float64 inputs as
   ``model.evaluation`` calls it, timed after a warm-up on a 64x64 crop (numba kernels).
 
@@ -75,7 +80,7 @@ from model.checkpoints import CheckpointError, resolve_checkpoint  # noqa: E402
 PRESETS = {"1": (864, 1152), "12": (3000, 4000)}
 """Megapixel labels -> (height, width); other numbers get a 4:3 frame of that many pixels."""
 
-METHODS = ("ours", "ours-full-res", "ours-onnx", "closed-form")
+METHODS = ("ours", "ours-full-res", "ours-onnx", "plate", "closed-form")
 OURS = {"ours": {}, "ours-full-res": {"network_pixels": 0}, "ours-onnx": {}}
 """Our methods and the Matter options that make them."""
 RANDOM = "random"
@@ -131,14 +136,26 @@ def make_pair(height: int, width: int, seed: int = 0) -> tuple[np.ndarray, np.nd
     return image, trimap_from_alpha(alpha, kernel_size=kernel)
 
 
-def resolve_model(checkpoint: str, log_dir: Path) -> tuple[str, str]:
+def make_plate(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """The plate of :func:`make_pair`'s image: its background, shifted 2 px, 6 % brighter,
+    noised (sigma 0.01); float32 HxWx3."""
+    from model.plate import PlatePerturbation, perturb_plate
+    from scripts import procedural
+
+    rng = np.random.default_rng(seed)
+    procedural.make_foreground("fur", rng, height, width)  # the same draws as make_pair
+    background = procedural.make_background(rng, height, width)
+    return perturb_plate(background, PlatePerturbation(shift=(2.0, 0.0), gain=1.06, noise=0.01))
+
+
+def resolve_model(checkpoint: str, log_dir: Path, task: str = "trimap") -> tuple[str, str]:
     """The model spec for the children (a checkpoint prefix, or RANDOM) and a description.
 
     Resolved once here, so every child loads the same checkpoint even while training saves
     new ones. Raises CheckpointError for an explicit checkpoint that does not exist.
     """
     try:
-        ref = resolve_checkpoint(checkpoint, log_dir)
+        ref = resolve_checkpoint(checkpoint, log_dir, task=task)
     except CheckpointError as error:
         if str(checkpoint).strip() != "-1":
             raise
@@ -167,19 +184,24 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load_matter(spec: str, **options):
-    """``Matter`` for a checkpoint prefix, or the default generator with random weights."""
+def load_matter(spec: str, plate: bool = False, **options):
+    """``Matter`` (``PlateMatter`` with ``plate``) for a checkpoint prefix, or the default
+    generator with random weights (the plate one with base width 16, as shipped)."""
     from model.inference import Matter
+    from model.plate_inference import PlateMatter
 
+    kind = PlateMatter if plate else Matter
     if spec != RANDOM:
-        return Matter.load(spec, **options)
+        return kind.load(spec, **options)
     import keras
 
     from model.networks import ModelConfig, build_generator
 
     keras.utils.set_random_seed(0)
     config = ModelConfig(encoder_weights=None)
-    return Matter(build_generator(config), config, **options)
+    if plate:
+        config = ModelConfig(task="plate", base_filters=16, encoder_weights=None)
+    return kind(build_generator(config), config, **options)
 
 
 def ours_runner(spec: str, image: np.ndarray, trimap: np.ndarray, **options):
@@ -196,6 +218,22 @@ def ours_runner(spec: str, image: np.ndarray, trimap: np.ndarray, **options):
         alpha = matter.predict_alpha(image, trimap)
         seconds = time.perf_counter() - start
         matter.foreground(image, trimap, alpha)
+        return seconds
+
+    return run
+
+
+def plate_runner(spec: str, image: np.ndarray, plate: np.ndarray):
+    """Load the plate model and warm it up on this photo; returns a function running one
+    cut-out and returning the seconds its alpha part took."""
+    matter = load_matter(spec, plate=True)
+    matter.extract(image, plate)
+
+    def run() -> float:
+        start = time.perf_counter()
+        alpha = matter.predict_alpha(image, plate)
+        seconds = time.perf_counter() - start
+        matter.matte(image, alpha)
         return seconds
 
     return run
@@ -224,6 +262,8 @@ def child(method: str, folder: Path, spec: str, repeat: int) -> int:
     image, trimap = np.load(folder / "image.npy"), np.load(folder / "trimap.npy")
     if method in OURS:
         run = ours_runner(spec, image, trimap, **OURS[method])
+    elif method == "plate":
+        run = plate_runner(spec, image, np.load(folder / "plate.npy"))
     else:
         run = closed_form_runner(image, trimap)
     seconds, alpha_seconds = [], []
@@ -376,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
     model = parser.add_argument_group("model")
     model.add_argument("--checkpoint", default="-1", help="as eval.py's (default: -1, newest)")
     model.add_argument("--log-dir", type=Path, default=Path("log"), help="runs folder (log)")
+    model.add_argument(
+        "--plate-checkpoint",
+        default="-1",
+        help="plate model, as eval.py's with --background-plate (default: -1)",
+    )
     internal = parser.add_argument_group("internal (one measurement in a child process)")
     internal.add_argument("--child", choices=METHODS, help=argparse.SUPPRESS)
     internal.add_argument("--input", type=Path, help=argparse.SUPPRESS)
@@ -394,6 +439,7 @@ def main(args: list[str] | None = None) -> int:
     try:
         sizes = [size for token in opts.sizes for size in parse_sizes(token)]
         spec, described = resolve_model(opts.checkpoint, opts.log_dir)
+        plate_spec, plate_described = resolve_model(opts.plate_checkpoint, opts.log_dir, "plate")
     except (argparse.ArgumentTypeError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -405,6 +451,7 @@ def main(args: list[str] | None = None) -> int:
     )
     exports = tempfile.TemporaryDirectory(prefix="bench-onnx-")
     onnx, onnx_skipped = export_onnx(spec, Path(exports.name))
+    print(f"plate model: {plate_described}", flush=True)
     results: dict[tuple[int, int], dict[str, dict]] = {}
     for height, width in sizes:
         label = f"{width}x{height}"
@@ -414,6 +461,7 @@ def main(args: list[str] | None = None) -> int:
             image, trimap = make_pair(height, width)
             np.save(folder / "image.npy", image)
             np.save(folder / "trimap.npy", trimap)
+            np.save(folder / "plate.npy", make_plate(height, width))
             unknown = float(np.mean(trimap == 0.5))
             print(f"  {label}: {unknown:.1%} of the trimap unknown", flush=True)
             del image, trimap
@@ -425,7 +473,7 @@ def main(args: list[str] | None = None) -> int:
                 if method == "ours-onnx" and onnx is None:
                     rows[method] = {"skipped": onnx_skipped}
                     continue
-                model = onnx if method == "ours-onnx" else spec
+                model = {"ours-onnx": onnx, "plate": plate_spec}.get(method, spec)
                 rows[method] = measure(method, folder, model, opts.repeat)
                 shown = (
                     rows[method].get("error")

@@ -29,6 +29,8 @@ from typing import Any
 from model.errors import first_line
 
 PRETRAINED = "pretrained"
+PRETRAINED_PLATE = "pretrained-plate"
+"""The shipped plate-model snapshot, the default run for ``task="plate"``."""
 CHECKPOINT_PREFIX = "ckpt"
 _INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 
@@ -140,18 +142,31 @@ def run_checkpoints(run_dir: str | os.PathLike):
     return list_checkpoints(Path(run_dir) / "checkpoints", run_dir)
 
 
-def trained_runs(log_dir: str | os.PathLike) -> list[Path]:
+def run_task(run_dir: str | os.PathLike) -> str:
+    """The run's ``ModelConfig.task`` from its config.json: "trimap" (also when absent) or
+    "plate"; "trimap" for a run without a readable config.json."""
+    try:
+        model = load_config(run_dir).get("model")
+    except CheckpointError:
+        return "trimap"
+    return model.get("task", "trimap") if isinstance(model, dict) else "trimap"
+
+
+def trained_runs(log_dir: str | os.PathLike, task: str | None = None) -> list[Path]:
     """Runs under ``log_dir`` that hold at least one checkpoint, newest first.
 
     "Newest" is the modification time of the run's newest checkpoint index; the shipped
-    ``pretrained`` snapshot is never counted as a trained run.
+    snapshots (``pretrained``, ``pretrained-*``) are never counted as trained runs. With
+    ``task``, only runs of that ``ModelConfig.task`` (see :func:`run_task`).
     """
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         return []
     runs = []
     for run_dir in log_dir.iterdir():
-        if run_dir.name == PRETRAINED or not run_dir.is_dir():
+        if run_dir.name.startswith(PRETRAINED) or not run_dir.is_dir():
+            continue
+        if task is not None and run_task(run_dir) != task:
             continue
         refs = run_checkpoints(run_dir)
         if refs:
@@ -160,17 +175,20 @@ def trained_runs(log_dir: str | os.PathLike) -> list[Path]:
     return [run_dir for _, run_dir in sorted(runs, reverse=True)]
 
 
-def default_run(log_dir: str | os.PathLike = "log") -> Path:
-    """The newest trained run under ``log_dir``, else ``log_dir/pretrained``."""
-    runs = trained_runs(log_dir)
+def default_run(log_dir: str | os.PathLike = "log", task: str = "trimap") -> Path:
+    """The newest trained run of ``task`` under ``log_dir``, else its shipped snapshot
+    (``log_dir/pretrained`` for the trimap model, ``log_dir/pretrained-plate`` for plates)."""
+    runs = trained_runs(log_dir, task)
     if runs:
         return runs[0]
-    pretrained = Path(log_dir) / PRETRAINED
+    name = PRETRAINED_PLATE if task == "plate" else PRETRAINED
+    pretrained = Path(log_dir) / name
     if run_checkpoints(pretrained):
         return pretrained
+    command = "python3 train.py scripts/data" + (" --task plate" if task == "plate" else "")
     raise CheckpointError(
-        f"{log_dir}: no checkpoint found (no trained run and no {PRETRAINED}/ snapshot);"
-        " train one with: python3 train.py scripts/data"
+        f"{log_dir}: no checkpoint found (no trained {task} run and no {name}/ snapshot);"
+        f" train one with: {command}"
     )
 
 
@@ -199,6 +217,7 @@ def resolve_checkpoint(
     spec: str | int = -1,
     log_dir: str | os.PathLike = "log",
     run_dir: str | os.PathLike | None = None,
+    task: str = "trimap",
 ) -> CheckpointRef:
     """Turn a ``--checkpoint`` argument into a checkpoint on disk.
 
@@ -210,6 +229,8 @@ def resolve_checkpoint(
         Where runs live; used when ``run_dir`` is not given.
     run_dir : path, optional
         Look only in this run.
+    task : {"trimap", "plate"}
+        Without ``run_dir``, numbers index the newest run of this task (:func:`default_run`).
 
     Raises
     ------
@@ -220,7 +241,7 @@ def resolve_checkpoint(
     if not re.fullmatch(r"-?\d+", text):
         return _from_path(Path(text))
     index = int(text)
-    run = Path(run_dir) if run_dir is not None else default_run(log_dir)
+    run = Path(run_dir) if run_dir is not None else default_run(log_dir, task)
     refs = run_checkpoints(run)
     if not refs:
         raise CheckpointError(f"{run}: no checkpoint in this run")

@@ -345,6 +345,10 @@ class Matter:
             return cls(*load_for_matting(checkpoint), **options)
         ref = resolve_checkpoint(checkpoint, log_dir)
         config, _ = read_run_config(ref.run_dir)
+        if config.task != "trimap":
+            raise CheckpointError(
+                f"{ref.run_dir}: a {config.task} model; it takes --background-plate, not a trimap"
+            )
         generator = restore_generator(ref, config)
         return cls(generator, config, ref, **options)
 

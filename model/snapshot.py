@@ -20,7 +20,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from model.checkpoints import CHECKPOINT_PREFIX, CheckpointError
+from model.checkpoints import (
+    CHECKPOINT_PREFIX,
+    CheckpointError,
+    read_run_config,
+    resolve_checkpoint,
+)
 
 
 def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
@@ -35,22 +40,24 @@ def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
     """
     import tensorflow as tf
 
-    from model.inference import Matter
+    from model.inference import restore_generator
 
     out = Path(out)
     if out.exists() and not force:
         raise CheckpointError(f"{out}: already exists (use --force to replace it)")
-    matter = Matter.load(checkpoint)
+    # Any task's generator (trimap or plate): the run's config.json says which to build.
+    ref = resolve_checkpoint(checkpoint)
+    generator = restore_generator(ref, read_run_config(ref.run_dir)[0])
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     # mkdtemp makes the folder private (0700); a snapshot is meant to be read by anyone.
     staging.chmod(0o755)
     try:
-        shutil.copyfile(matter.ref.run_dir / "config.json", staging / "config.json")
-        step = max(matter.ref.step, 0)
+        shutil.copyfile(ref.run_dir / "config.json", staging / "config.json")
+        step = max(ref.step, 0)
         # A manager (not Checkpoint.write) so the file carries save_counter like a run's does.
         tf.train.CheckpointManager(
-            tf.train.Checkpoint(generator=matter.generator),
+            tf.train.Checkpoint(generator=generator),
             staging / "checkpoints",
             max_to_keep=1,
             checkpoint_name=CHECKPOINT_PREFIX,

@@ -8,13 +8,11 @@ on the first frame). Three steps cover the matting modes:
 :class:`TrimapPropagation`  a trimap for the first frame; each later frame's trimap is re-derived
                         from the previous frame's alpha (``model.temporal.propagate_trimap``)
 :class:`AutoTrimaps`    a U²-Net-p saliency trimap per frame (``model.auto_trimap``)
-:class:`PlateMatting`   a clean background plate; any ``predict_alpha(image, plate)`` model.
-                        Until the trained plate model lands, the only one is
+:class:`PlateMatting`   a clean background plate; any ``predict_alpha(image, plate)`` model:
+                        ``model.plate_inference.PlateMatter`` (what eval.py uses), or
                         ``model.classical.DifferenceKey``, the classic difference key, which is a
-                        *baseline*, not a learned matte
+                        *baseline* for comparisons, not a learned matte
 ======================  ============================================================================
-
-A trained plate model plugs in as ``PlateMatting(plate_model, plate)``: nothing else changes.
 
 :func:`matte_stream` runs a step over a :class:`~model.video.VideoReader` into a
 :class:`~model.video.VideoWriter`: alpha, then optionally :func:`model.temporal.temporal_blend`
@@ -164,10 +162,8 @@ Step = TrimapPropagation | AutoTrimaps | PlateMatting
 
 
 def plate_step(plate: np.ndarray, plate_matter=None) -> PlateMatting:
-    """Plate mode with ``plate_matter``, or the difference-key baseline when None.
-
-    The trained plate model is not wired in yet; when it is, pass it here.
-    """
+    """Plate mode with ``plate_matter`` (a ``PlateMatter``), or the difference-key baseline
+    when None."""
     from model.classical import DifferenceKey
 
     return PlateMatting(plate_matter if plate_matter is not None else DifferenceKey(), plate)

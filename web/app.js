@@ -23,6 +23,7 @@ const state = {
   trimapFile: null,
   trimapMode: "auto",
   auto: null, // {imageUrl, url, blob, data: Uint8Array or null} of the automatic trimap
+  plateFile: null,
   paint: null, // {data: Uint8Array(width*height), undo: [], stroke: null}
   brushValue: TRIMAP_FG,
   backgroundFile: null,
@@ -105,6 +106,7 @@ function updateRunButton() {
     auto: true,
     paint: state.paint !== null,
     upload: !!state.trimapFile,
+    plate: !!state.plateFile,
   }[state.trimapMode];
   const backgroundReady = backgroundMode() !== "image" || !!state.backgroundFile;
   $("run").disabled = state.busy || !state.image || !trimapReady || !backgroundReady;
@@ -185,6 +187,7 @@ function setImage(file) {
         auto: "Run, or correct the automatic trimap with Paint.",
         paint: "Paint the trimap, then run.",
         upload: "Now add a trimap.",
+        plate: "Now add the plate.",
       }[state.trimapMode],
     );
   };
@@ -209,14 +212,20 @@ function setTrimapFile(file) {
   markStale();
 }
 
+function setPlateFile(file) {
+  showError("");
+  if (!file || tooLarge("plate", file)) return;
+  state.plateFile = file;
+  updateTrimapView();
+  markStale();
+}
+
 function setTrimapMode(mode) {
   state.trimapMode = mode;
-  $("tab-auto").setAttribute("aria-selected", String(mode === "auto"));
-  $("tab-upload").setAttribute("aria-selected", String(mode === "upload"));
-  $("tab-paint").setAttribute("aria-selected", String(mode === "paint"));
-  $("panel-auto").hidden = mode !== "auto";
-  $("panel-upload").hidden = mode !== "upload";
-  $("panel-paint").hidden = mode !== "paint";
+  for (const name of ["auto", "upload", "paint", "plate"]) {
+    $(`tab-${name}`).setAttribute("aria-selected", String(mode === name));
+    $(`panel-${name}`).hidden = mode !== name;
+  }
   $("editor-card").hidden = mode !== "paint" || !state.paint;
   layoutEditor();
   updateTrimapView();
@@ -230,8 +239,10 @@ function updateTrimapView() {
     showInPanel("view-trimap", state.auto && state.auto.url);
     return;
   }
-  if (state.trimapMode === "upload") {
-    if (state.trimapFile) state.trimapPreviewUrl = URL.createObjectURL(state.trimapFile);
+  if (state.trimapMode !== "paint") {
+    // The plate is shown where the trimap would be: it is what guides the model.
+    const file = state.trimapMode === "plate" ? state.plateFile : state.trimapFile;
+    if (file) state.trimapPreviewUrl = URL.createObjectURL(file);
     showInPanel("view-trimap", state.trimapPreviewUrl);
     return;
   }
@@ -555,6 +566,8 @@ async function buildForm() {
   // Automatic: no trimap field, and the server makes the same trimap it proposed.
   if (state.trimapMode === "paint") {
     form.append("trimap", await paintedTrimapBlob(), "trimap.png");
+  } else if (state.trimapMode === "plate") {
+    form.append("plate", state.plateFile, state.plateFile.name);
   } else if (state.trimapMode === "upload") {
     form.append("trimap", state.trimapFile, state.trimapFile.name);
   }
@@ -628,7 +641,7 @@ function showResult(body, stem, background) {
     state.resultUrls.push(urls[name]);
   }
   state.hasResult = true;
-  showInPanel("view-trimap", urls.trimap);
+  if (urls.trimap) showInPanel("view-trimap", urls.trimap);
   showInPanel("view-alpha", urls.soft_mask);
   showInPanel("view-result", urls.composite);
   const links = {
@@ -670,8 +683,10 @@ function init() {
   $("image-file").addEventListener("change", (e) => setImage(e.target.files[0]));
   $("trimap-file").addEventListener("change", (e) => setTrimapFile(e.target.files[0]));
   $("tab-auto").addEventListener("click", () => setTrimapMode("auto"));
+  $("plate-file").addEventListener("change", (e) => setPlateFile(e.target.files[0]));
   $("tab-upload").addEventListener("click", () => setTrimapMode("upload"));
   $("tab-paint").addEventListener("click", () => setTrimapMode("paint"));
+  $("tab-plate").addEventListener("click", () => setTrimapMode("plate"));
   for (const button of document.querySelectorAll(".brush")) {
     button.addEventListener("click", () => setBrush(Number(button.dataset.value)));
   }

@@ -10,6 +10,10 @@ Generator
     output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32 under mixed precision)
     H and W must be multiples of ``ModelConfig.multiple``; pad the input (e.g. reflect) first.
 
+Plate generator (``ModelConfig.task == "plate"``, ``model.networks.plate``)
+    input  (B, H, W, 6) float32: RGB then the clean background plate's RGB, in [0, 1]
+    output (B, H, W, 1) float32: alpha in [0, 1]
+
 Discriminator (AlphaGAN, Lutz et al. 2018; PatchGAN of pix2pix)
     input  (B, H, W, 4) float32: composite RGB in [0, 1] concatenated with the trimap
     output (B, H/s, W/s, 1) float32 raw logits, s = ``ModelConfig.disc_stride`` (8 by default)
@@ -23,7 +27,7 @@ Example
 
 from __future__ import annotations
 
-from model.networks.config import ENCODERS, MOBILENET_MULTIPLE, NORMS, ModelConfig
+from model.networks.config import ENCODERS, MOBILENET_MULTIPLE, NORMS, TASKS, ModelConfig
 
 # The builders import Keras, and with it TensorFlow (seconds); ModelConfig alone must not, so a
 # run's config.json can be read by a TensorFlow-free command (the onnxruntime path of eval.py).
@@ -46,6 +50,7 @@ __all__ = [
     "ENCODERS",
     "MOBILENET_MULTIPLE",
     "NORMS",
+    "TASKS",
     "ModelConfig",
     "build_discriminator",
     "build_generator",

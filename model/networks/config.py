@@ -14,6 +14,7 @@ is what a ``config.json`` written before priors existed (no ``prior`` key) descr
 
 ENCODERS = ("unet", "mobilenetv2")
 NORMS = ("batch", "group", "none")
+TASKS = ("trimap", "plate")
 MOBILENET_MULTIPLE = 32
 
 
@@ -42,6 +43,9 @@ class ModelConfig:
     prior : {None, "closed-form"}
         Classical matte given to the generator as a fifth input channel, which it learns to
         correct (``model.classical.closed_form_prior``); None for RGB + trimap only.
+    task : {"trimap", "plate"}
+        What the generator sees besides the image: a trimap (``model.networks.generator``) or
+        a clean background plate (``model.networks.plate``; no prior, U-Net encoder only).
     """
 
     encoder: str = "unet"
@@ -52,8 +56,13 @@ class ModelConfig:
     disc_layers: int = 3
     encoder_weights: str | None = "imagenet"
     prior: str | None = None
+    task: str = "trimap"
 
     def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.task == "plate" and (self.prior or self.encoder != "unet"):
+            raise ValueError("task 'plate' needs prior None and encoder 'unet'")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.norm not in NORMS:
@@ -76,7 +85,9 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        """Generator input channels: RGB, trimap, and the prior when there is one."""
+        """Generator input channels: RGB and trimap (and the prior), or RGB and plate RGB."""
+        if self.task == "plate":
+            return 6
         return 5 if self.prior else 4
 
     @property

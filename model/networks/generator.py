@@ -22,6 +22,7 @@ from model.errors import first_line
 from model.losses import unknown_mask
 from model.networks.blocks import conv_block, conv_norm_act, upsample
 from model.networks.config import ModelConfig
+from model.networks.plate import build_plate_generator
 
 PRIOR_EPSILON = 0.01
 """The prior is clipped to [eps, 1 - eps] before its logit, which is then at most ~4.6."""
@@ -176,8 +177,11 @@ def build_generator(cfg: ModelConfig) -> keras.Model:
         [0, 1], the trimap in {0, 0.5, 1}, and the prior in [0, 1] when ``cfg.prior`` is set
         (``C = cfg.input_channels``). H and W must be multiples of ``cfg.multiple``.
         Known regions are not clamped here (see :func:`clamp_known`), so training gets
-        gradients everywhere.
+        gradients everywhere. For ``cfg.task == "plate"`` it is the plate generator instead
+        (``model.networks.plate``: RGB ++ plate RGB, 6 channels).
     """
+    if cfg.task == "plate":
+        return build_plate_generator(cfg)
     if cfg.encoder == "mobilenetv2":
         return _build_mobilenet_unet(cfg)
     return _build_unet(cfg)

@@ -131,7 +131,10 @@ class _Predictor:
 
     def __call__(self, sample: dict[str, np.ndarray]) -> np.ndarray:
         """Alpha (H, W) float32 of one padded eval sample (batch 1)."""
-        inputs = model_inputs(sample["image"], sample["trimap"], sample.get("prior"))
+        if "plate" in sample:
+            inputs = model_inputs(sample["image"], sample["plate"])
+        else:
+            inputs = model_inputs(sample["image"], sample["trimap"], sample.get("prior"))
         return self._predict(inputs, sample["trimap"]).numpy()[0, ..., 0]
 
 

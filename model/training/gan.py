@@ -9,8 +9,10 @@ import numpy as np
 import tensorflow as tf
 
 from model.dataset import make_train_dataset
+from model.images import TRIMAP_UNKNOWN
 from model.losses import LossWeights, composite_tensors, discriminator_losses, generator_losses
 from model.networks import ModelConfig, build_discriminator, build_generator
+from model.plate_data import make_plate_train_dataset
 from model.training.settings import TrainSettings
 
 G_KEYS = ("g_alpha", "g_composition", "g_gradient", "g_laplacian", "g_adversarial", "g_total")
@@ -19,7 +21,7 @@ D_KEYS = ("d_real", "d_fake", "d_total")
 
 def model_inputs(image, trimap, prior=None):
     """Generator input: RGB ++ trimap [++ prior], (B, H, W, 3) and (B, H, W, 1) each ->
-    (B, H, W, 4 or 5) float32."""
+    (B, H, W, 4 or 5) float32; for the plate generator, RGB ++ plate RGB -> (B, H, W, 6)."""
     parts = [image, trimap] if prior is None else [image, trimap, prior]
     return tf.concat([tf.cast(part, tf.float32) for part in parts], axis=-1)
 
@@ -94,7 +96,8 @@ class MattingGAN(keras.Model):
         batch : dict of float32 tensors
             ``image``, ``fg``, ``bg`` (B, S, S, 3) in [0, 1]; ``alpha`` (B, S, S, 1) in [0, 1];
             ``trimap`` (B, S, S, 1) in {0, 0.5, 1}; ``prior`` (B, S, S, 1) in [0, 1] for a
-            generator with a prior -- as ``model.dataset`` yields them.
+            generator with a prior -- as ``model.dataset`` yields them; or ``plate``
+            (B, S, S, 3) in [0, 1] for the plate generator (``model.plate_data``).
 
         Returns
         -------
@@ -103,11 +106,18 @@ class MattingGAN(keras.Model):
         """
         image, trimap, alpha = batch["image"], batch["trimap"], batch["alpha"]
         fg, bg = batch["fg"], batch["bg"]
+        # The plate model is judged on the whole image: its losses see an all-unknown trimap
+        # (D still gets the ground-truth trimap, see model.plate_data).
+        plate = batch.get("plate")
+        loss_trimap = trimap if plate is None else tf.fill(tf.shape(trimap), TRIMAP_UNKNOWN)
         # Gradients are summed over replicas by the optimiser, so each replica's loss is
         # divided by their number to optimise the mean over the global batch.
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            inputs = model_inputs(image, trimap, batch.get("prior"))  # (B, S, S, C)
+            if plate is None:
+                inputs = model_inputs(image, trimap, batch.get("prior"))  # (B, S, S, C)
+            else:
+                inputs = model_inputs(image, plate)  # (B, S, S, 6)
             alpha_pred = self.generator(inputs, training=True)  # (B, S, S, 1)
             fake_logits = None
             if self.use_gan:
@@ -116,7 +126,7 @@ class MattingGAN(keras.Model):
                 # only, so the D update never reaches G, exactly as if alpha_pred were detached.
                 fake_logits = self._discriminate(alpha_pred, fg, bg, trimap)
             g_losses = generator_losses(
-                alpha_pred, alpha, trimap, fg, bg, self.loss_weights, fake_logits
+                alpha_pred, alpha, loss_trimap, fg, bg, self.loss_weights, fake_logits
             )
             g_loss = self.g_optimizer.scale_loss(g_losses["total"] / replicas)
             if self.use_gan:
@@ -246,14 +256,26 @@ def make_distributed_dataset(
     strategy: tf.distribute.Strategy,
     start_step: int = 0,
     prior: bool = False,
+    plate: bool = False,
 ):
     """The training batches, one ``settings.batch_size`` batch per replica per step.
 
     With ``prior`` the batches carry the stored closed-form mattes; these belong to the stored
     composites and trimaps, so re-composition and re-drawn trimaps are off (colour jitter stays).
+    With ``plate`` they carry perturbed clean plates instead (``model.plate_data``).
     """
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        if plate:
+            return make_plate_train_dataset(
+                data,
+                "train",
+                crop_size=settings.crop_size,
+                batch_size=settings.batch_size,
+                seed=data_seed(settings.seed, start_step, context.input_pipeline_id),
+                jitter=settings.augment,
+                recompose=settings.augment,
+            )
         return make_train_dataset(
             data,
             "train",

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from model.dataset import dataset_error_in, list_samples, make_eval_dataset
 from model.networks import ModelConfig
+from model.plate_data import make_plate_eval_dataset
 from model.training.callbacks import (
     CheckpointCallback,
     ImageCallback,
@@ -194,9 +195,19 @@ def train(
             on_restored()
         replicas = strategy.num_replicas_in_sync
         prior = cfg.prior is not None
+        plate = cfg.task == "plate"
         n_train = len(list_samples(data, "train", prior=prior))
         total = settings.total_steps(n_train, replicas)
-        iterator = iter(make_distributed_dataset(data, settings, strategy, start, prior))
+        iterator = iter(make_distributed_dataset(data, settings, strategy, start, prior, plate))
+
+        def eval_dataset(max_samples: int):
+            if plate:
+                return make_plate_eval_dataset(
+                    data, "val", multiple=cfg.multiple, max_samples=max_samples
+                )
+            return make_eval_dataset(
+                data, "val", multiple=cfg.multiple, max_samples=max_samples, prior=prior
+            )
 
         writer = tf.summary.create_file_writer(str(run_dir / "tensorboard")) if chief else None
         saver = CheckpointCallback(checkpoint, settings.save_every)
@@ -209,13 +220,7 @@ def train(
         validation = None
         if settings.val_every and settings.max_val_samples:
             validation = ValidationCallback(
-                lambda: make_eval_dataset(
-                    data,
-                    "val",
-                    multiple=cfg.multiple,
-                    max_samples=settings.max_val_samples,
-                    prior=prior,
-                ),
+                lambda: eval_dataset(settings.max_val_samples),
                 settings.val_every,
                 checkpoint,
                 writer=writer,
@@ -225,13 +230,7 @@ def train(
         if chief and settings.image_every and settings.image_samples:
             callbacks.append(
                 ImageCallback(
-                    lambda: make_eval_dataset(
-                        data,
-                        "val",
-                        multiple=cfg.multiple,
-                        max_samples=settings.image_samples,
-                        prior=prior,
-                    ),
+                    lambda: eval_dataset(settings.image_samples),
                     settings.image_every,
                     run_dir,
                     writer,

@@ -1,0 +1,68 @@
+"""The background-plate generator: image + clean plate -> alpha, no trimap (BGMv2's idea).
+
+Plate generator
+    input  (B, H, W, 6) float32: the image RGB then the plate RGB, both in [0, 1]
+    output (B, H, W, 1) float32: alpha in [0, 1] (sigmoid, kept in float32)
+    H and W must be multiples of ``ModelConfig.multiple`` (``2**depth``).
+
+The network also sees ``|image - plate|`` per channel, computed inside (so callers pass only
+the two photographs): the difference is what separates subject from scene, and the raw colours
+let it tell a subject from a plate that is slightly shifted, re-exposed or noisy, which a plain
+difference key cannot (``model.plate.difference_key``).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+from model.networks.blocks import conv_block, conv_norm_act, upsample
+from model.networks.config import ModelConfig
+
+
+@keras.saving.register_keras_serializable(package="matting")
+class PlateFeatures(layers.Layer):
+    """(B, H, W, 6) image ++ plate -> (B, H, W, 9) image ++ plate ++ |image - plate|."""
+
+    def call(self, inputs):
+        image, plate = inputs[..., :3], inputs[..., 3:6]
+        return ops.concatenate([image, plate, ops.abs(image - plate)], axis=-1)
+
+
+def build_plate_generator(cfg: ModelConfig) -> keras.Model:
+    """Build the plate generator named ``"generator"``: a U-Net over image, plate, difference.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        ``task == "plate"``; ``base_filters``, ``depth`` and ``norm`` shape the U-Net.
+
+    Returns
+    -------
+    keras.Model
+        ``(B, H, W, 6) float32 -> (B, H, W, 1) float32`` in [0, 1]; H and W multiples of
+        ``cfg.multiple``.
+    """
+    inputs = keras.Input(shape=(None, None, 6), dtype="float32", name="rgb_plate")  # (B, H, W, 6)
+    features = PlateFeatures(name="plate_features")(inputs)  # (B, H, W, 9)
+    x = features
+    skips = []
+    for level in range(cfg.depth):
+        filters = cfg.base_filters * 2**level
+        x = conv_block(x, filters, cfg.norm, f"enc{level}")  # (B, H/2^l, W/2^l, F*2^l)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)  # (B, H/2^(l+1), W/2^(l+1), F*2^l)
+    bottom = cfg.base_filters * 2**cfg.depth
+    x = conv_block(x, bottom, cfg.norm, "bottleneck")  # (B, H/2^depth, W/2^depth, F*2^depth)
+    for level in reversed(range(cfg.depth)):
+        filters = cfg.base_filters * 2**level
+        x = upsample(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level]])  # (.., 2*F*2^l)
+        x = conv_block(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+    # The raw features again at full resolution, so one-pixel strands survive the pooling.
+    x = layers.Concatenate(name="head_input_skip")([x, features])  # (B, H, W, F + 9)
+    x = conv_norm_act(x, cfg.base_filters, cfg.norm, "head_a")  # (B, H, W, F)
+    # float32 logits and sigmoid: in float16 the sigmoid saturates at 0 and 1 too early.
+    x = layers.Conv2D(1, 1, dtype="float32", name="head_logits")(x)  # (B, H, W, 1)
+    outputs = layers.Activation("sigmoid", dtype="float32", name="alpha")(x)  # (B, H, W, 1)
+    return keras.Model(inputs, outputs, name="generator")
