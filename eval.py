@@ -401,8 +401,10 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job], options: Outputs) -
         inputs.append(("the --background image", Path(args.background)))
     if args.input.is_dir():
         folders = [("the input folder", args.input)]
-        if args.trimap is not None:
+        if args.trimap is not None and args.trimap.is_dir():
             folders.append(("the trimap folder", args.trimap))
+        elif args.trimap is not None:  # one plate for every photo
+            inputs.append(("the plate", args.trimap))
         targets = (
             ("the output folder", args.output),
             ("--alpha", args.alpha),
@@ -412,7 +414,7 @@ def check_outputs(args: argparse.Namespace, jobs: list[Job], options: Outputs) -
             if folder is not None:
                 check_folder(folder, label, folders)
                 check_writable(folder, folder=True)
-        found = files_in([folder for folder in (args.input, args.trimap) if folder], IMAGE_SUFFIXES)
+        found = files_in([folder for _, folder in folders], IMAGE_SUFFIXES)
         inputs += [("an input", path) for path in found]
     else:
         guide = "the plate" if args.background_plate is not None else "the trimap"

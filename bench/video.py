@@ -49,9 +49,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from model import video_matting as vm  # noqa: E402
-from model.classical import DifferenceKey  # noqa: E402
 from model.compositing import fit_background, trimap_from_alpha  # noqa: E402
 from model.images import read_alpha, read_image, write_png  # noqa: E402
+from model.plate import DifferenceKey  # noqa: E402
 from model.synthetic_clips import moving_clip  # noqa: E402
 from model.temporal import DEFAULT_SMOOTHING, dtssd  # noqa: E402
 from model.video import VideoReader, VideoWriter  # noqa: E402

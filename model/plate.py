@@ -236,3 +236,22 @@ def key_trimap(key: np.ndarray, band: int = 15) -> np.ndarray:
     hard = (key >= 0.5).astype(np.float32)
     # Eroding both certain regions of the hard mask opens the band along its edge.
     return trimap_from_alpha(hard, kernel_size=band)
+
+
+class DifferenceKey:
+    """:func:`difference_key` behind the plate-matting interface ``predict_alpha(image, plate)``,
+    so the video pipeline and the benchmarks can run it where a trained plate model would go."""
+
+    name = "difference key (baseline)"
+
+    def __init__(
+        self,
+        threshold: float = KEY_THRESHOLD,
+        softness: float = KEY_SOFTNESS,
+        feather: float = KEY_FEATHER,
+    ):
+        self.options = {"threshold": threshold, "softness": softness, "feather": feather}
+
+    def predict_alpha(self, image: np.ndarray, plate: np.ndarray) -> np.ndarray:
+        """float32 (H, W) in [0, 1]; see :func:`difference_key`."""
+        return difference_key(image, plate, **self.options)

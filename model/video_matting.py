@@ -164,7 +164,7 @@ Step = TrimapPropagation | AutoTrimaps | PlateMatting
 def plate_step(plate: np.ndarray, plate_matter=None) -> PlateMatting:
     """Plate mode with ``plate_matter`` (a ``PlateMatter``), or the difference-key baseline
     when None."""
-    from model.classical import DifferenceKey
+    from model.plate import DifferenceKey
 
     return PlateMatting(plate_matter if plate_matter is not None else DifferenceKey(), plate)
 

@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from model.classical import DifferenceKey, difference_key
 from model.compositing import composite, fit_background
 from model.synthetic_clips import moving_clip, place, smooth_path
 from model.temporal import dtssd, margin_pixels, propagate_trimap, temporal_blend
@@ -115,20 +114,6 @@ def test_dtssd_by_hand():
     assert dtssd(np.clip(moving + 0.1, 0, 2), moving) == pytest.approx(0.0, abs=1e-12)
     with pytest.raises(ValueError, match="T >= 2"):
         dtssd(truth[:1], truth[:1])
-
-
-def test_difference_key_by_hand():
-    plate = np.full((1, 4, 3), 0.5, np.float32)
-    image = plate.copy()
-    image[0, 1, 0] = 0.52  # distance 0.02 <= low 0.04 -> 0
-    image[0, 2, 2] = 0.38  # distance 0.12, halfway from 0.04 to 0.2 -> 0.5
-    image[0, 3, 1] = 0.9  # distance 0.4 >= high -> 1
-    np.testing.assert_allclose(difference_key(image, plate), [[0, 0, 0.5, 1]], atol=1e-6)
-    np.testing.assert_allclose(
-        DifferenceKey(low=0.0, high=0.4).predict_alpha(image, plate), [[0, 0.05, 0.3, 1]], atol=1e-6
-    )
-    with pytest.raises(ValueError, match="must both be"):
-        difference_key(image, plate[:, :2])
 
 
 def test_smooth_path_starts_still_and_reaches_max_shift():

@@ -16,12 +16,14 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_inference import write_run
+from test_plate import TINY_PLATE
 
 import eval as eval_cli
 from model import video_matting as vm
-from model.classical import difference_key
 from model.compositing import trimap_from_alpha
-from model.images import to_uint8, write_png
+from model.images import read_image, to_uint8, write_png
+from model.plate import difference_key
+from model.plate_inference import PlateMatter
 from model.temporal import propagate_trimap
 from model.video import VideoReader
 from tests.ctrl_c import interrupt
@@ -233,17 +235,30 @@ def test_first_frame_trimap_is_carried_through_the_clip(log_dir, clip, first_tri
 
 
 @pytest.mark.slow
-def test_plate_mode_writes_the_difference_key(log_dir, clip, tmp_path):
+def test_plate_mode_runs_the_plate_model(log_dir, clip, tmp_path):
     plate = tmp_path / "plate.png"
     write_png(plate, _background())
     out = tmp_path / "out.mov"
-    assert _run(log_dir, clip, out, "--background-plate", plate, "--smoothing", "0") == 0
+    plate_log = tmp_path / "log"
+    write_run(plate_log, "plate-run", TINY_PLATE)
+    args = ("--background-plate", plate, "--smoothing", "0")
+    assert eval_cli.main([*map(str, (clip, out, *args)), "--log-dir", str(plate_log)]) == 0
     alphas = [f[..., 3].astype(np.float32) / 255 for f in decode(out)]
-    assert len(alphas) == N
+    matter = PlateMatter.load("-1", plate_log)
     with VideoReader(clip) as frames:
-        for alpha, frame in zip(alphas, frames, strict=True):
-            expected = difference_key(frame, to_uint8(_background()) / np.float32(255))
-            assert np.abs(alpha - expected).mean() < 0.01
+        expected = [matter.predict_alpha(frame, read_image(plate)) for frame in frames]
+    assert len(alphas) == len(expected) == N
+    for alpha, truth in zip(alphas, expected, strict=True):
+        assert np.abs(alpha - truth).max() < 0.02  # ProRes 4444's alpha rounding
+
+
+def test_plate_mode_without_a_plate_model_is_one_line(log_dir, clip, tmp_path, capsys):
+    plate = tmp_path / "plate.png"
+    write_png(plate, _background())
+    assert _run(log_dir, clip, tmp_path / "out.mov", "--background-plate", plate) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no trained plate run" in err
+    assert not (tmp_path / "out.mov").exists()
 
 
 # ---------------------------------------------------------------- bad input: one line, no file
