@@ -1,4 +1,9 @@
-"""Export the matting generator as .keras, TensorFlow SavedModel, ONNX or TFLite.
+"""Export the shipped networks as .keras, TensorFlow SavedModel, ONNX or TFLite.
+
+Networks: the matting generator (RGB ++ trimap [++ prior] -> alpha), the plate generator
+(``ModelConfig.task == "plate"``: RGB ++ plate RGB -> alpha), both restored from a checkpoint
+(:func:`export_generator`), and U²-Net-p saliency from its Keras weights file, fixed at
+320 x 320 and cut to its fused map (:func:`load_saliency`, :func:`export_saliency`).
 
 Every export writes its artifact and, next to it, the JSON contract of
 ``model.export_contract`` (``m.onnx`` -> ``m.onnx.json``). Both are written to a temporary name
@@ -19,10 +24,11 @@ Routes
 ------
 * ``keras``: ``Model.save``.
 * ``savedmodel``: ``keras.export.ExportArchive`` with one ``serving_default`` signature,
-  ``rgb_trimap -> {"alpha": ...}``.
+  ``rgb_trimap -> {"alpha": ...}`` (``rgb_plate -> {"alpha"}`` for a plate generator,
+  ``image -> {"saliency"}`` for U²-Net-p).
 * ``onnx``: ``Model.export(format="onnx")``, which runs tf2onnx on the traced graph (batch norm
-  is folded into the convolutions); the output is then renamed ``alpha`` and the free
-  dimensions ``batch``, ``height``, ``width``.
+  is folded into the convolutions); the output is then renamed ``alpha`` (or ``saliency``) and
+  the free dimensions ``batch``, ``height``, ``width``.
 * ``tflite``: the SavedModel above, converted by ``tf.lite.TFLiteConverter.from_saved_model``
   (converting the concrete function directly keeps the variables as resource reads, which the
   interpreter then returns as NaN). ``fp16`` stores the weights as float16.
@@ -31,11 +37,13 @@ Example
 -------
 >>> generator, config, ref = load_generator("-1", log_dir="log")
 >>> export_generator(generator, config, "onnx", "m.onnx", source=checkpoint_source(ref))
+>>> export_saliency(load_saliency(), "tflite", "u2netp.tflite", source=weights_source(...))
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -49,14 +57,19 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from model.auto_trimap import DEFAULT_WEIGHTS, load_saliency_model
 from model.checkpoints import CheckpointRef, read_run_config, resolve_checkpoint
 from model.export_contract import (
     INPUT_NAME,
     OUTPUT_NAME,
+    PLATE_INPUT_NAME,
+    SALIENCY_INPUT_NAME,
+    SALIENCY_OUTPUT_NAME,
     SIGNATURE,
     check_request,
     contract_path,
     make_contract,
+    make_saliency_contract,
 )
 from model.images import atomic_path
 from model.inference import restore_generator
@@ -130,9 +143,10 @@ def serving_model(generator: keras.Model) -> keras.Model:
     return clone
 
 
-def _input_spec(size: tuple[int, int] | None, channels: int) -> tf.TensorSpec:
-    shape = (1, *size, channels) if size else (None, None, None, channels)
-    return tf.TensorSpec(shape, tf.float32, name=INPUT_NAME)
+def _input_spec(model: keras.Model, size: tuple[int, int] | None, name: str) -> tf.TensorSpec:
+    """(1, H, W, C) for a fixed ``size``, else the model's own (None, None or its size, C)."""
+    shape = (1, *size, model.input_shape[-1]) if size else model.input_shape
+    return tf.TensorSpec(shape, tf.float32, name=name)
 
 
 @contextlib.contextmanager
@@ -164,21 +178,23 @@ def _save_keras(generator: keras.Model, target: Path) -> None:
     generator.save(target)
 
 
-def _save_savedmodel(generator: keras.Model, target: Path, size) -> None:
-    channels = generator.input_shape[-1]
+def _save_savedmodel(generator: keras.Model, target: Path, size, names) -> None:
+    input_name, output_name = names
     model = serving_model(generator)
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint(
         SIGNATURE,
-        lambda batch: {OUTPUT_NAME: model(batch, training=False)},
-        input_signature=[_input_spec(size, channels)],
+        lambda batch: {output_name: model(batch, training=False)},
+        input_signature=[_input_spec(generator, size, input_name)],
     )
     archive.write_out(str(target), verbose=False)
 
 
-def _save_onnx(generator: keras.Model, target: Path, size) -> None:
+def _save_onnx(generator: keras.Model, target: Path, size, names) -> None:
     import onnx
+
+    input_name, output_name = names
 
     model = serving_model(generator)
     # tf2onnx logs every conversion step at INFO and benign fallbacks at WARNING.
@@ -193,13 +209,13 @@ def _save_onnx(generator: keras.Model, target: Path, size) -> None:
                 str(target),
                 format="onnx",
                 verbose=False,
-                input_signature=[_input_spec(size, generator.input_shape[-1])],
+                input_signature=[_input_spec(generator, size, input_name)],
                 opset_version=ONNX_OPSET,
             )
     finally:
         logger.setLevel(level)
     graph_model = onnx.load(str(target))
-    _rename_output(graph_model.graph, OUTPUT_NAME)
+    _rename_output(graph_model.graph, output_name)
     _name_dimensions(graph_model.graph)
     onnx.checker.check_model(graph_model)
     onnx.save(graph_model, str(target))
@@ -224,10 +240,10 @@ def _name_dimensions(graph) -> None:
                 dim.dim_param = label
 
 
-def _save_tflite(generator: keras.Model, target: Path, size, fp16: bool) -> None:
+def _save_tflite(generator: keras.Model, target: Path, size, names, fp16: bool) -> None:
     with tempfile.TemporaryDirectory(prefix=".savedmodel.", dir=target.parent) as folder:
         saved = Path(folder) / "savedmodel"
-        _save_savedmodel(generator, saved, size)
+        _save_savedmodel(generator, saved, size, names)
         converter = tf.lite.TFLiteConverter.from_saved_model(str(saved), [SIGNATURE])
         if fp16:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -260,8 +276,8 @@ def export_generator(
     Parameters
     ----------
     generator : keras.Model
-        ``(B, H, W, C) -> (B, H, W, 1)`` from ``model.networks.build_generator``; C is 4, or 5
-        with a prior.
+        ``(B, H, W, C) -> (B, H, W, 1)`` from ``model.networks.build_generator``; C is 4, 5
+        with a prior, or 6 for a plate generator (RGB ++ plate RGB).
     config : ModelConfig
         Its architecture (the contract records it and its spatial multiple).
     fmt : {"keras", "savedmodel", "onnx", "tflite"}
@@ -287,15 +303,9 @@ def export_generator(
     """
     out = Path(out)
     check_request(fmt, out, size=size, fp16=fp16, multiple=config.multiple, force=force)
-    with _staged(out) as target:
-        if fmt == "keras":
-            _save_keras(generator, target)
-        elif fmt == "savedmodel":
-            _save_savedmodel(generator, target, size)
-        elif fmt == "onnx":
-            _save_onnx(generator, target, size)
-        else:
-            _save_tflite(generator, target, size, fp16)
+    plate = config.task == "plate"
+    names = (PLATE_INPUT_NAME if plate else INPUT_NAME, OUTPUT_NAME)
+    _write_artifact(generator, fmt, out, size, fp16, names)
     contract = make_contract(
         fmt,
         out,
@@ -306,7 +316,78 @@ def export_generator(
         precision="float16" if fp16 else "float32",
         exported_with=_versions(fmt),
         prior=config.prior is not None,
+        task=config.task,
     )
+    _write_contract(out, contract)
+    return contract
+
+
+def _write_artifact(model: keras.Model, fmt: str, out: Path, size, fp16: bool, names) -> None:
+    """``model`` in format ``fmt`` at ``out``, staged and renamed into place."""
+    with _staged(out) as target:
+        if fmt == "keras":
+            _save_keras(model, target)
+        elif fmt == "savedmodel":
+            _save_savedmodel(model, target, size, names)
+        elif fmt == "onnx":
+            _save_onnx(model, target, size, names)
+        else:
+            _save_tflite(model, target, size, names, fp16)
+
+
+def _write_contract(out: Path, contract: dict[str, Any]) -> None:
     with atomic_path(contract_path(out)) as temp:
         temp.write_text(json.dumps(contract, indent=2) + "\n", encoding="utf-8")
+
+
+def load_saliency(weights: str | os.PathLike = DEFAULT_WEIGHTS) -> keras.Model:
+    """U²-Net-p at 320 x 320 with ``weights``, cut to its first output, the fused map.
+
+    Returns
+    -------
+    keras.Model
+        ``(B, 320, 320, 3) float32 -> (B, 320, 320, 1) float32`` in [0, 1]: ``d0`` of
+        ``model.networks.saliency.build_u2netp``. Its input is ``normalize_input``'s.
+
+    Raises
+    ------
+    SaliencyWeightsError
+        As ``model.auto_trimap.load_saliency_model``: one line naming the file.
+    """
+    network = load_saliency_model(weights)
+    # The six side maps only supervise training; every caller (rembg, saliency_map) reads d0.
+    return keras.Model(network.input, network.outputs[0], name="u2netp_fused")
+
+
+def export_saliency(
+    network: keras.Model,
+    fmt: str,
+    out: str | os.PathLike,
+    *,
+    fp16: bool = False,
+    source: dict[str, Any] | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write the fused U²-Net-p of :func:`load_saliency` as ``fmt`` to ``out``, and its contract.
+
+    The input is fixed at 320 x 320 (the network's resize layers are built for it); the batch
+    stays dynamic. Parameters, return value and errors as :func:`export_generator`.
+    """
+    out = Path(out)
+    check_request(fmt, out, size=None, fp16=fp16, force=force)
+    _write_artifact(network, fmt, out, None, fp16, (SALIENCY_INPUT_NAME, SALIENCY_OUTPUT_NAME))
+    contract = make_saliency_contract(
+        fmt,
+        out,
+        source=source,
+        precision="float16" if fp16 else "float32",
+        exported_with=_versions(fmt),
+    )
+    _write_contract(out, contract)
     return contract
+
+
+def weights_source(weights: str | os.PathLike) -> dict[str, Any]:
+    """The contract's ``source`` for a weights file: its path and SHA-256."""
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    return {"weights": str(weights), "sha256": digest}

@@ -12,7 +12,7 @@ Contract (``contract_version`` 1)::
       "contract_version": 1,
       "format": "onnx",                     # keras | savedmodel | onnx | tflite
       "file": "m.onnx",                     # the artifact, relative to this JSON
-      "network": "generator",
+      "network": "generator",               # generator | saliency (see below)
       "precision": "float32",               # float16: TFLite weights stored as float16
       "input":  {"name": "rgb_trimap", "dtype": "float32", "layout": "NHWC",
                  "shape": [null, null, null, 4],
@@ -30,6 +30,12 @@ Contract (``contract_version`` 1)::
       "model_config": {...},                # the run's config.json "model" section
       "exported_with": {"tensorflow": "2.21.0", "keras": "3.15.1", ...}
     }
+
+A plate generator (``ModelConfig.task == "plate"``) takes ``rgb_plate``: six channels, the
+photo's RGB then the clean plate's, and its postprocess has no trimap to clamp to. The saliency
+network (``"network": "saliency"``, U²-Net-p) takes ``image``, ImageNet-normalised RGB at a
+fixed 320 x 320, and gives ``saliency``, its fused map; its ``source`` names the weights file
+and its ``model_config`` is ``{"name": "u2netp", ...}``.
 """
 
 from __future__ import annotations
@@ -44,7 +50,11 @@ FORMATS = ("keras", "savedmodel", "onnx", "tflite")
 INPUT_NAME = "rgb_trimap"
 OUTPUT_NAME = "alpha"
 SIGNATURE = "serving_default"
+PLATE_INPUT_NAME = "rgb_plate"
+SALIENCY_INPUT_NAME = "image"
+SALIENCY_OUTPUT_NAME = "saliency"
 INPUT_CHANNELS = ("red", "green", "blue", "trimap")
+PLATE_CHANNELS = ("red", "green", "blue", "plate red", "plate green", "plate blue")
 PRIOR_CHANNEL = "prior"
 """Fifth input channel of a generator with a prior (``ModelConfig.prior``)."""
 NORMALISATION = (
@@ -59,6 +69,25 @@ PREPROCESS = (
 POSTPROCESS = (
     "the output is not clamped to the trimap: set alpha to 0 where the trimap is 0 and to 1"
     " where it is 1"
+)
+PLATE_NORMALISATION = (
+    "red, green, blue: the photo's sRGB values divided by 255 (no mean or std); plate red,"
+    " green, blue: the clean background plate, likewise, at the photo's size and aligned to it"
+    " (model.plate_inference.align_plate); the network computes |photo - plate| itself"
+)
+PLATE_POSTPROCESS = "none: alpha is final (no trimap to clamp to); clip to [0, 1] if resampled"
+SALIENCY_SIZE = (320, 320)
+"""U²-Net-p's input size: what it was trained at; its resize layers are built for it."""
+SALIENCY_NORMALISATION = (
+    "x = (rgb / max(rgb) - mean) / std per channel, rgb the photo in [0, 1], max its largest"
+    " value over all pixels and channels (left unscaled if 0), ImageNet mean (0.485, 0.456,"
+    " 0.406) and std (0.229, 0.224, 0.225) (model.networks.saliency.normalize_input)"
+)
+SALIENCY_PREPROCESS = "resize the RGB photo to 320 x 320 (Lanczos), then normalise"
+SALIENCY_POSTPROCESS = (
+    "the output is U²-Net-p's first (fused, d0) map, already through a sigmoid; the six side"
+    " maps are not exported. Stretch it to [0, 1] by its own minimum and maximum, then resize"
+    " it back to the photo's size (model.auto_trimap.saliency_map)"
 )
 
 
@@ -116,12 +145,17 @@ def make_contract(
     precision: str = "float32",
     exported_with: dict[str, Any] | None = None,
     prior: bool = False,
+    task: str = "trimap",
 ) -> dict[str, Any]:
     """The contract of one generator export (see the module docstring for the fields).
 
-    ``prior``: the generator takes a fifth input channel, the classical prior.
+    ``prior``: the generator takes a fifth input channel, the classical prior. ``task``:
+    ``"trimap"`` (RGB ++ trimap [++ prior]) or ``"plate"`` (RGB ++ plate RGB).
     """
-    channels = [*INPUT_CHANNELS, PRIOR_CHANNEL] if prior else list(INPUT_CHANNELS)
+    if task == "plate":
+        channels = list(PLATE_CHANNELS)
+    else:
+        channels = [*INPUT_CHANNELS, PRIOR_CHANNEL] if prior else list(INPUT_CHANNELS)
     batch = 1 if size else None
     height, width = size if size else (None, None)
     contract = {
@@ -131,13 +165,13 @@ def make_contract(
         "network": "generator",
         "precision": precision,
         "input": {
-            "name": INPUT_NAME,
+            "name": PLATE_INPUT_NAME if task == "plate" else INPUT_NAME,
             "dtype": "float32",
             "layout": "NHWC",
             "shape": [batch, height, width, len(channels)],
             "channels": channels,
             "range": [0.0, 1.0],
-            "normalisation": NORMALISATION,
+            "normalisation": PLATE_NORMALISATION if task == "plate" else NORMALISATION,
         },
         "output": {
             "name": OUTPUT_NAME,
@@ -151,9 +185,58 @@ def make_contract(
         "spatial_multiple": multiple,
         "size": list(size) if size else None,
         "preprocess": PREPROCESS,
-        "postprocess": POSTPROCESS,
+        "postprocess": PLATE_POSTPROCESS if task == "plate" else POSTPROCESS,
         "source": source,
         "model_config": model_config,
+        "exported_with": exported_with or {},
+    }
+    if fmt in ("savedmodel", "tflite"):
+        contract["signature"] = SIGNATURE
+    return contract
+
+
+def make_saliency_contract(
+    fmt: str,
+    artifact: str | os.PathLike,
+    *,
+    source: dict[str, Any] | None,
+    precision: str = "float32",
+    exported_with: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The contract of one U²-Net-p export: fixed 320 x 320, any batch, one output map."""
+    height, width = SALIENCY_SIZE
+    contract = {
+        "contract_version": CONTRACT_VERSION,
+        "format": fmt,
+        "file": Path(artifact).name,
+        "network": "saliency",
+        "precision": precision,
+        "input": {
+            "name": SALIENCY_INPUT_NAME,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "shape": [None, height, width, 3],
+            "channels": ["red", "green", "blue"],
+            # (0 - 0.485) / 0.229 and (1 - 0.406) / 0.225: the extremes of the normalisation.
+            "range": [-2.2, 2.7],
+            "normalisation": SALIENCY_NORMALISATION,
+        },
+        "output": {
+            "name": SALIENCY_OUTPUT_NAME,
+            "dtype": "float32",
+            "layout": "NHWC",
+            "shape": [None, height, width, 1],
+            "channels": ["saliency"],
+            "range": [0.0, 1.0],
+            "activation": "sigmoid",
+        },
+        # The size is fixed, so no multiple constrains it further.
+        "spatial_multiple": 1,
+        "size": [height, width],
+        "preprocess": SALIENCY_PREPROCESS,
+        "postprocess": SALIENCY_POSTPROCESS,
+        "source": source,
+        "model_config": {"name": "u2netp", "height": height, "width": width},
         "exported_with": exported_with or {},
     }
     if fmt in ("savedmodel", "tflite"):

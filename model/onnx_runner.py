@@ -31,6 +31,9 @@ from model.export_contract import ContractError, contract_path, read_contract
 class OnnxGenerator:
     """An exported generator: ``(B, H, W, C) float32 -> (B, H, W, 1) float32`` alpha.
 
+    Any one-input, one-output export runs here, its contract checked: also the plate
+    generator (C = 6) and U²-Net-p saliency (C = 3, fixed 320 x 320, output its fused map).
+
     Parameters
     ----------
     path : path
@@ -43,7 +46,8 @@ class OnnxGenerator:
     contract : dict
         The export contract (``model.export_contract``).
     channels : int
-        C: 4 (RGB, trimap), or 5 for a generator with a prior (the contract's input channels).
+        C: 4 (RGB, trimap), 5 with a prior, 6 for a plate generator, 3 for saliency (the
+        contract's input channels).
     multiple : int
         Input height and width must be multiples of this.
     size : (H, W) or None
@@ -142,6 +146,9 @@ def load_for_matting(path: str | os.PathLike) -> tuple[OnnxGenerator, Any, Check
         network = OnnxGenerator(path)
     except ContractError as error:
         raise CheckpointError(str(error)) from None
+    kind = network.contract.get("network", "generator")
+    if kind != "generator":
+        raise CheckpointError(f"{network.path}: a {kind} network, not a matting generator")
     if network.size is not None:
         height, width = network.size
         raise CheckpointError(

@@ -318,7 +318,7 @@ def test_cli_keeps_an_existing_export_without_force(tiny_log, tmp_path, capsys):
 
 
 def test_failed_export_leaves_nothing_behind(tiny, tmp_path, monkeypatch):
-    def half_written(generator, target, size):
+    def half_written(generator, target, size, names):
         target.write_bytes(b"partial")
         raise RuntimeError("converter crashed")
 
