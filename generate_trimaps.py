@@ -31,16 +31,16 @@ import sys
 from pathlib import Path
 
 from model.auto_trimap import SaliencyWeightsError, is_trimap_name, trimap_path
-from model.cli import ArgumentParser, add_auto_trimap_options, auto_trimap_settings
+from model.cli import (
+    BAD_INPUT,
+    RUNTIME_FAILURE,
+    ArgumentParser,
+    UsageError,
+    add_auto_trimap_options,
+    auto_trimap_settings,
+)
 from model.images import ImageError, read_image, trimap_to_uint8, write_png
 from model.tf_startup import install as quiet_tensorflow
-
-BAD_INPUT = 2
-RUNTIME_FAILURE = 1
-
-
-class UsageError(ValueError):
-    """Options that do not fit together; ``str(error)`` names the option and the problem."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -147,7 +147,7 @@ def measure_quality(matter, saliency, clips) -> dict[str, tuple[float, float]]:
 
 def measure_speed(matter, folder: Path, name: str, size, frames: int, work: Path) -> tuple:
     """(video fps, still fps) on ``frames`` frames of one clip at ``size``."""
-    import eval as eval_cli
+    from model.cutout import Job, Outputs, process
 
     short = work / f"speed_{size[1]}x{size[0]}.mp4"
     images, truths, _ = make_clip(folder, name, size, 0, short, frames + 1)
@@ -158,18 +158,18 @@ def measure_speed(matter, folder: Path, name: str, size, frames: int, work: Path
         write_png(work / f"frame{index}.png", image)
         write_png(work / f"trimap{index}.png", trimap_from_alpha(truth, kernel_size=TRIMAP_KERNEL))
         jobs.append(
-            eval_cli.Job(
+            Job(
                 work / f"frame{index}.png",
                 work / f"trimap{index}.png",
                 work / f"cut{index}.png",
                 None,
             )
         )
-    eval_cli.process(jobs[0], matter, None, None)
+    process(jobs[0], matter, Outputs())
 
     start = time.perf_counter()
     for job in jobs[1:]:
-        eval_cli.process(job, matter, None, None)
+        process(job, matter, Outputs())
     still = frames / (time.perf_counter() - start)
 
     def video_run(path: Path) -> float:

@@ -200,3 +200,13 @@ def auto_trimap_settings(options: argparse.Namespace, prefix: str = "") -> dict[
             f"--{prefix}background {background} must be below --{prefix}foreground {foreground}"
         )
     return {"foreground": foreground, "background": background, "band": options.trimap_band}
+
+
+BAD_INPUT = 2
+"""Exit status for bad input: a file, an argument or a checkpoint that cannot be used."""
+RUNTIME_FAILURE = 1
+"""Exit status for anything else that went wrong."""
+
+
+class UsageError(ValueError):
+    """Arguments that do not fit together; ``str(error)`` is ``"<argument>: <problem>"``."""

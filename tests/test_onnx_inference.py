@@ -117,9 +117,10 @@ def test_eval_with_onnx_never_imports_tensorflow_and_writes_the_same_cutout(
 def test_serve_with_onnx_imports_no_tensorflow(exported):
     code = (
         "import sys, serve\n"
+        "from model.server import create_app\n"
         "from model.inference import Matter\n"
         "matter = Matter.load(sys.argv[1])\n"
-        "serve.create_app(matter)\n"
+        "create_app(matter)\n"
         "print(sorted(name for name in ('tensorflow', 'keras') if name in sys.modules))\n"
     )
     result = subprocess.run(

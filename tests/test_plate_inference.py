@@ -15,7 +15,7 @@ from test_inference import TINY, write_run
 from test_plate import TINY_PLATE, _texture
 
 import eval as eval_cli
-import serve
+from model import server
 from model.checkpoints import CheckpointError
 from model.images import ImageError, encode_png, read_image, write_png
 from model.inference import Matter
@@ -213,7 +213,7 @@ def _post(client, files, **fields):
 
 def test_api_plate_field(log_dir, matter, files):
     trimap_matter = Matter.load("-1", log_dir)
-    app = serve.create_app(trimap_matter, plate_matter=matter)
+    app = server.create_app(trimap_matter, plate_matter=matter)
     with TestClient(app) as client:
         response = _post(client, files, output="soft_mask")
         assert response.status_code == 200, response.text
@@ -228,7 +228,7 @@ def test_api_plate_field(log_dir, matter, files):
         assert same.status_code == 400 and "same pixels" in same.json()["error"]
         json_response = _post(client, files, format="json")
         assert "trimap" not in json_response.json()["outputs"]
-    with TestClient(serve.create_app(trimap_matter)) as client:
+    with TestClient(server.create_app(trimap_matter)) as client:
         response = _post(client, files)
         assert response.status_code == 400 and "no plate model" in response.json()["error"]
 

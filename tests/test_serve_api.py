@@ -25,9 +25,11 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 import serve
+from model import server
 from model.compositing import composite
 from model.images import encode_png, to_uint8, to_uint16
 from model.inference import Matter
+from model.outputs import OUTPUTS
 
 STEP = 7
 HEIGHT, WIDTH = 23, 37  # not multiples of the tiny model's 4, so padding and cropping run
@@ -87,7 +89,7 @@ def matter(log_dir) -> Matter:
 
 @pytest.fixture(scope="module")
 def client(matter):
-    app = serve.create_app(matter, max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS, max_queue=2)
+    app = server.create_app(matter, max_upload_bytes=MAX_UPLOAD, max_pixels=MAX_PIXELS, max_queue=2)
     with TestClient(app) as test_client:
         yield test_client
 
@@ -227,7 +229,7 @@ def test_json_holds_every_output(client, pair, reference):
     body = response.json()
     assert (body["width"], body["height"], body["step"]) == (WIDTH, HEIGHT, STEP)
     assert body["mask_threshold"] == 0.4
-    assert set(body["outputs"]) == set(serve.OUTPUTS)
+    assert set(body["outputs"]) == set(OUTPUTS)
     for name, data in body["outputs"].items():
         single = post(client, pair, output=name, background="#ff0000", mask_threshold="0.4")
         np.testing.assert_array_equal(decode(base64.b64decode(data)), decode(single.content))
@@ -297,7 +299,7 @@ def test_upload_over_the_size_limit(client, pair):
 
 
 def test_declared_body_over_the_limit(client):
-    limit = 3 * MAX_UPLOAD + serve.MB
+    limit = 3 * MAX_UPLOAD + server.MB
     response = client.post(
         "/api/matte",
         content=b"x" * (limit + 1),
@@ -307,7 +309,7 @@ def test_declared_body_over_the_limit(client):
 
 
 def test_streamed_body_over_the_limit(client):
-    limit = 3 * MAX_UPLOAD + serve.MB
+    limit = 3 * MAX_UPLOAD + server.MB
     chunks = (b"x" * 65536 for _ in range(limit // 65536 + 2))  # no Content-Length: chunked
     response = client.post(
         "/api/matte", content=chunks, headers={"content-type": "multipart/form-data; boundary=b"}
@@ -355,7 +357,7 @@ class _Blocking:
 
 def test_full_queue_gets_503_and_recovers(matter, pair):
     blocking = _Blocking(matter)
-    app = serve.create_app(blocking, max_queue=1, workers=1)
+    app = server.create_app(blocking, max_queue=1, workers=1)
     with TestClient(app) as test_client:
         answers = []
         threads = [
@@ -393,7 +395,7 @@ def test_health(client, log_dir):
         "queue": 2,
         "max_upload_bytes": MAX_UPLOAD,
         "max_pixels": MAX_PIXELS,
-        "max_video_bytes": 50 * serve.MB,  # create_app's defaults
+        "max_video_bytes": 50 * server.MB,  # create_app's defaults
         "max_video_seconds": 30.0,
         "max_video_pixels": 1920 * 1080,
     }
@@ -460,7 +462,7 @@ def test_non_latin1_file_name_gets_an_rfc_5987_name(client, pair):
 
 
 def test_quotes_in_a_file_name_cannot_break_the_header():
-    header = serve.content_disposition('a"b\\c.png')
+    header = server.content_disposition('a"b\\c.png')
     assert header == "inline; filename=\"a_b_c.png\"; filename*=UTF-8''a%22b%5Cc.png"
 
 
@@ -473,7 +475,7 @@ def test_a_very_long_file_name_gets_a_clear_message(client, pair):
 
 @pytest.fixture(scope="module")
 def guarded(matter):
-    app = serve.create_app(matter, allowed_hosts=serve.allowed_host_names("127.0.0.1", []))
+    app = server.create_app(matter, allowed_hosts=server.allowed_host_names("127.0.0.1", []))
     with TestClient(app, base_url="http://127.0.0.1:5003") as test_client:
         yield test_client
 
@@ -491,13 +493,13 @@ def test_other_host_names_are_refused(guarded, host):
 
 
 def test_allowed_host_option(matter):
-    names = serve.allowed_host_names("0.0.0.0", ["Photos.LAN"])
+    names = server.allowed_host_names("0.0.0.0", ["Photos.LAN"])
     assert names == {"127.0.0.1", "localhost", "[::1]", "photos.lan"}
-    assert serve.allowed_host_names("::1", []) == {"127.0.0.1", "localhost", "[::1]"}
-    app = serve.create_app(matter, allowed_hosts=names)
+    assert server.allowed_host_names("::1", []) == {"127.0.0.1", "localhost", "[::1]"}
+    app = server.create_app(matter, allowed_hosts=names)
     with TestClient(app, base_url="http://photos.lan:5003") as test_client:
         assert test_client.get("/api/health").status_code == 200
-    app = serve.create_app(matter, allowed_hosts={"*"})
+    app = server.create_app(matter, allowed_hosts={"*"})
     with TestClient(app, base_url="http://anything.example:5003") as test_client:
         assert test_client.get("/api/health").status_code == 200
 
@@ -550,7 +552,7 @@ def _start_upload(port: int, declared: int) -> socket.socket:
 def test_slow_uploads_time_out_and_do_not_take_the_queue(matter, pair):
     # Nine stalled uploads against 1 worker + 8 queue places: the old server admitted each
     # one before reading its body and answered every real request 503.
-    app = serve.create_app(matter, workers=1, max_queue=8, body_timeout=1.5)
+    app = server.create_app(matter, workers=1, max_queue=8, body_timeout=1.5)
     with live_server(app) as port:
         stalled = [_start_upload(port, 100_000) for _ in range(9)]
         time.sleep(0.3)  # let the server accept them all
@@ -566,7 +568,7 @@ def test_slow_uploads_time_out_and_do_not_take_the_queue(matter, pair):
 
 
 def test_client_disconnecting_mid_upload_logs_one_line(matter, caplog):
-    app = serve.create_app(matter)
+    app = server.create_app(matter)
     with live_server(app) as port, caplog.at_level(logging.INFO):
         conn = _start_upload(port, 100_000)
         conn.sendall(b"Content-Disposition: form-data; name=image; filename=a.png\r\n\r\n")

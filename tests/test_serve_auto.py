@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from test_serve_api import assert_error, decode, make_tiny_checkpoint, png
 
 import serve
+from model import server
 from model.auto_trimap import AutoTrimapper, auto_trimap, load_saliency_model
 from model.images import to_uint8, trimap_to_uint8
 from model.inference import Matter
@@ -41,7 +42,7 @@ def matter(tmp_path_factory) -> Matter:
 
 @pytest.fixture(scope="module")
 def client(matter):
-    app = serve.create_app(matter, trimapper=AutoTrimapper(band=0.05))
+    app = server.create_app(matter, trimapper=AutoTrimapper(band=0.05))
     with TestClient(app) as test_client:
         yield test_client
 
@@ -98,7 +99,7 @@ def test_trimap_endpoint_errors(client, files, status, fragment):
 
 def test_health_says_trimaps_are_automatic(client, matter):
     assert client.get("/api/health").json()["auto_trimap"] is True
-    app = serve.create_app(matter)  # no trimapper: trimaps are required
+    app = server.create_app(matter)  # no trimapper: trimaps are required
     with TestClient(app) as plain:
         assert plain.get("/api/health").json()["auto_trimap"] is False
         response = plain.post("/api/trimap", files={"image": ("d.png", png(disc_photo()))})

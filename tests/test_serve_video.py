@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from test_serve_api import make_tiny_checkpoint
 from test_video_matting import H, W, _truth, decode, make_clip
 
-import serve
+from model import server
 from model.compositing import trimap_from_alpha
 from model.images import encode_png, to_uint8
 from model.inference import Matter
@@ -27,7 +27,7 @@ def client(tmp_path_factory):
     log_dir = tmp_path_factory.mktemp("serve_video_log")
     make_tiny_checkpoint(log_dir)
     matter = Matter.load("-1", log_dir=log_dir)
-    app = serve.create_app(
+    app = server.create_app(
         matter, max_video_bytes=200_000, max_video_seconds=2.0, max_video_pixels=64 * 48
     )
     with TestClient(app) as test_client:

@@ -109,11 +109,11 @@ def test_serve_health_names_the_device(tmp_path):
     from fastapi.testclient import TestClient
     from test_inference import write_run
 
-    import serve
     from model.inference import Matter
+    from model.server import create_app
 
     write_run(tmp_path / "log")
     matter = Matter.load("-1", tmp_path / "log")
-    with TestClient(serve.create_app(matter)) as client:
+    with TestClient(create_app(matter)) as client:
         body = client.get("/api/health").json()
     assert body["device"] == matter.device == start_runtime()

@@ -1,4 +1,4 @@
-"""model/video.py: reading upright frames, the four output kinds, alpha, audio, bad input.
+"""model/video/: reading upright frames, the four output kinds, alpha, audio, bad input.
 
 Every clip is made here with PyAV (64x48, a dozen frames at most), and every check decodes the
 output with PyAV directly rather than with the module under test.

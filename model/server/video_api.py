@@ -1,6 +1,6 @@
 """The web API's video path: upload a clip, follow its job, download the result.
 
-Endpoints (added to serve.py's app by :func:`add_video_routes`)
+Endpoints (added to the app of ``model/server/app.py`` by :func:`add_video_routes`)
 
 ``POST /api/video``
     multipart/form-data: ``video`` (file, required; mp4, mov, webm, mkv or avi), ``trimap``
@@ -32,16 +32,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from model.images import ImageError, decode_trimap
 from model.outputs import parse_colour
+from model.server.guards import MB, error_response
+from model.server.video_jobs import OUTPUT_TYPES, JobsFull, VideoJobs
 from model.video import VIDEO_SUFFIXES, VideoError, VideoReader
-from model.video_jobs import OUTPUT_TYPES, JobsFull, VideoJobs
 
-MB = 1024 * 1024
 FIELDS = ("video", "trimap", "format", "background")
 CHUNK = MB
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
 
 
 class _Refused(Exception):
@@ -217,7 +213,7 @@ def add_video_routes(
         try:
             job, options = await _parse(request, jobs, limits)
         except _Refused as refused:
-            return _error(refused.status, refused.message)
+            return error_response(refused.status, refused.message)
         jobs.start(job, options)
         return JSONResponse(
             {
@@ -232,18 +228,20 @@ def add_video_routes(
     async def job_status(job_id: str):
         job = jobs.get(job_id)
         if job is None:
-            return _error(404, f"job {job_id[:40]}: not found (finished jobs expire)")
+            return error_response(404, f"job {job_id[:40]}: not found (finished jobs expire)")
         return JSONResponse(job.progress(), headers={"Cache-Control": "no-store"})
 
     @app.get("/api/jobs/{job_id}/result")
     async def job_result(job_id: str):
         job = jobs.get(job_id)
         if job is None:
-            return _error(404, f"job {job_id[:40]}: not found (finished jobs expire)")
+            return error_response(404, f"job {job_id[:40]}: not found (finished jobs expire)")
         if job.status == "failed":
-            return _error(409, f"job {job_id}: failed: {job.error}")
+            return error_response(409, f"job {job_id}: failed: {job.error}")
         if job.status != "done":
-            return _error(409, f"job {job_id}: not finished ({job.frames_done} frames so far)")
+            return error_response(
+                409, f"job {job_id}: not finished ({job.frames_done} frames so far)"
+            )
         kind = job.output.suffix.lstrip(".")
         return FileResponse(
             job.output,
