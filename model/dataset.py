@@ -33,12 +33,11 @@ yields the same batches every time it is iterated, whatever the thread timing.
 
 Examples
 --------
->>> from model.dataset import make_eval_dataset, make_train_dataset
+>>> from model.dataset import make_train_dataset
 >>> train = make_train_dataset("scripts/data", crop_size=320, batch_size=8, seed=0)
 >>> batch = next(iter(train))  # {"image": (8, 320, 320, 3), "trimap": (8, 320, 320, 1), ...}
->>> val = make_eval_dataset("scripts/data", "val", multiple=32, max_samples=50)
->>> for sample in val:  # batch 1, padded to multiples of 32, with a "valid" mask
-...     pass
+
+Evaluation samples (whole, un-augmented, padded) come from ``model.eval_data``.
 """
 
 from __future__ import annotations
@@ -93,7 +92,9 @@ BRIGHTNESS_RANGE = (0.8, 1.2)
 BACKGROUND_CACHE_BYTES = 64 * 2**20
 """Decoded backgrounds kept in memory (an LRU of at most this many bytes, at least one image)."""
 
-_ORDER_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2
+_ORDER_STREAM, _SAMPLE_STREAM = 0, 1
+EVAL_STREAM = 2
+"""Random stream of the evaluation crops (``model.eval_data``), apart from the training ones."""
 
 
 class DatasetError(ValueError):
@@ -179,7 +180,7 @@ def _header_size(path: Path) -> tuple[int, int]:
     return info.width, info.height
 
 
-def _read_rgb(path: Path) -> np.ndarray:
+def read_rgb(path: Path) -> np.ndarray:
     """Decode a colour PNG as uint8 (H, W, 3) in OpenCV's BGR order."""
     try:
         return read_uint8(path, grey=False)
@@ -187,7 +188,7 @@ def _read_rgb(path: Path) -> np.ndarray:
         raise DatasetError(str(error)) from None
 
 
-def _read_grey(path: Path) -> np.ndarray:
+def read_grey(path: Path) -> np.ndarray:
     """Decode a single-channel PNG as uint8 (H, W)."""
     try:
         return read_uint8(path, grey=True)
@@ -195,7 +196,7 @@ def _read_grey(path: Path) -> np.ndarray:
         raise DatasetError(str(error)) from None
 
 
-def _read_prior(path: Path) -> np.ndarray:
+def read_prior(path: Path) -> np.ndarray:
     """Decode a stored prior (16-bit, or 8-bit, single-channel PNG) as float32 (H, W) in [0, 1]."""
     pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.ndim != 2:
@@ -203,7 +204,7 @@ def _read_prior(path: Path) -> np.ndarray:
     return pixels.astype(np.float32) / np.float32(np.iinfo(pixels.dtype).max)
 
 
-def _prior_for(prior: np.ndarray, trimap: np.ndarray, solvable: bool) -> np.ndarray:
+def prior_for(prior: np.ndarray, trimap: np.ndarray, solvable: bool) -> np.ndarray:
     """The prior as inference computes it: the trimap where that is certain, and the trimap
     itself for a sample pymatting could not solve (16-bit storage and resizing would otherwise
     turn its 0.5 into values the generator's ``PriorGate`` takes for a real prior).
@@ -221,12 +222,12 @@ def _prior_for(prior: np.ndarray, trimap: np.ndarray, solvable: bool) -> np.ndar
     return prior
 
 
-def _to_float(pixels: np.ndarray) -> np.ndarray:
+def to_float(pixels: np.ndarray) -> np.ndarray:
     """uint8 levels to float32 in [0, 1]; 255 maps to exactly 1.0."""
     return pixels.astype(np.float32) / np.float32(255.0)
 
 
-def _bgr_to_rgb(pixels: np.ndarray) -> np.ndarray:
+def bgr_to_rgb(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_BGR2RGB)
 
 
@@ -269,8 +270,8 @@ def _to_rgb(bgr: np.ndarray, matrix: np.ndarray | None) -> np.ndarray:
     The matrix is applied to the 8-bit levels with rounding and saturation to [0, 255], so a
     jittered colour is clipped to the valid range and stays an 8-bit level, like the data.
     """
-    rgb = _bgr_to_rgb(bgr) if matrix is None else cv2.transform(bgr, matrix)
-    return _to_float(rgb)
+    rgb = bgr_to_rgb(bgr) if matrix is None else cv2.transform(bgr, matrix)
+    return to_float(rgb)
 
 
 @functools.lru_cache(maxsize=8)
@@ -279,7 +280,7 @@ def _epoch_order(seed: int, count: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, _ORDER_STREAM, epoch]).permutation(count)
 
 
-class _TrainSampler:
+class TrainSampler:
     """Turns an element counter into one augmented training crop (runs in tf.data threads)."""
 
     def __init__(
@@ -316,7 +317,7 @@ class _TrainSampler:
             if index in self._backgrounds:
                 self._backgrounds.move_to_end(index)
                 return self._backgrounds[index]
-        pixels = _read_rgb(self._path("bg", index))
+        pixels = read_rgb(self._path("bg", index))
         with self._lock:
             if index not in self._backgrounds:
                 self._backgrounds[index] = pixels
@@ -332,9 +333,9 @@ class _TrainSampler:
         rng = np.random.default_rng([self.seed, _SAMPLE_STREAM, counter])
         size = self.crop_size
 
-        alpha = _read_grey(self._path("alpha", index))
-        disk_trimap = _read_grey(self._path("trimap", index))
-        fg = _read_rgb(self._path("fg", index))
+        alpha = read_grey(self._path("alpha", index))
+        disk_trimap = read_grey(self._path("trimap", index))
+        fg = read_rgb(self._path("fg", index))
         height, width = alpha.shape
         for kind, pixels in (("trimap", disk_trimap), ("fg", fg)):
             if pixels.shape[:2] != (height, width):
@@ -350,7 +351,7 @@ class _TrainSampler:
         solvable = has_prior(trimap_from_uint8(disk_trimap))
         if self.prior:
             prior_path = self._path(PRIOR_KIND, index)
-            prior = _read_prior(prior_path)
+            prior = read_prior(prior_path)
             if prior.shape != (height, width):
                 raise DatasetError(f"{prior_path}: size differs from the alpha's")
             prior = _window(prior, top, left, side, size, cv2.INTER_AREA)
@@ -371,7 +372,7 @@ class _TrainSampler:
 
         if flip:
             alpha, fg, bg = cv2.flip(alpha, 1), cv2.flip(fg, 1), cv2.flip(bg, 1)
-        alpha = _to_float(alpha)
+        alpha = to_float(alpha)
         fg_matrix = _colour_matrix(rng) if self.jitter else None
         bg_matrix = _colour_matrix(rng) if self.jitter else None
         fg = _to_rgb(fg, fg_matrix)
@@ -391,11 +392,11 @@ class _TrainSampler:
         np.clip(image, 0.0, 1.0, out=image)
         arrays = (image, trimap[..., None], alpha[..., None], fg, bg)
         if prior is not None:
-            arrays += (_prior_for(prior, trimap, solvable)[..., None],)
+            arrays += (prior_for(prior, trimap, solvable)[..., None],)
         return arrays
 
 
-def _as_dict(
+def name_tensors(
     shapes: dict[str, tuple[int | None, ...]],
 ) -> Callable[..., dict[str, tf.Tensor]]:
     """Name the tensors a numpy_function returned (in ``shapes`` order) and set their shapes."""
@@ -410,7 +411,7 @@ def _as_dict(
     return name
 
 
-def _options() -> tf.data.Options:
+def deterministic_options() -> tf.data.Options:
     options = tf.data.Options()
     options.deterministic = True
     return options
@@ -467,7 +468,7 @@ def make_train_dataset(
     if crop_size < 1 or batch_size < 1:
         raise ValueError(f"crop_size and batch_size must be >= 1, not {crop_size}, {batch_size}")
     stems = list_samples(root, split, prior=prior)
-    sampler = _TrainSampler(
+    sampler = TrainSampler(
         Path(root) / split,
         stems,
         crop_size,
@@ -486,7 +487,7 @@ def make_train_dataset(
     }
     if prior:
         shapes["prior"] = (crop_size, crop_size, 1)
-    name = _as_dict(shapes)
+    name = name_tensors(shapes)
 
     def load(counter: tf.Tensor) -> dict[str, tf.Tensor]:
         tensors = tf.numpy_function(sampler, [counter], [tf.float32] * len(shapes), stateful=False)
@@ -495,144 +496,4 @@ def make_train_dataset(
     dataset = tf.data.Dataset.counter(dtype=tf.int64)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
-
-
-class _EvalLoader:
-    """Turns a sample index into one un-augmented, padded evaluation sample."""
-
-    def __init__(
-        self,
-        split_dir: Path,
-        stems: list[str],
-        multiple: int,
-        crop_size: int | None,
-        prior: bool = False,
-    ):
-        self.split_dir = split_dir
-        self.stems = stems
-        self.multiple = multiple
-        self.crop_size = crop_size
-        self.prior = prior
-
-    def __call__(self, index: np.int64) -> tuple[np.ndarray, ...]:
-        index = int(index)
-        stem = self.stems[index]
-        image = _read_rgb(self.split_dir / "image" / f"{stem}.png")
-        disk_trimap = _read_grey(self.split_dir / "trimap" / f"{stem}.png")
-        alpha = _read_grey(self.split_dir / "alpha" / f"{stem}.png")
-        fg = _read_rgb(self.split_dir / "fg" / f"{stem}.png")
-        bg = _read_rgb(self.split_dir / "bg" / f"{stem}.png")
-        trimap = trimap_from_uint8(disk_trimap)
-        arrays = [image, trimap, alpha, fg, bg]
-        kinds = list(KINDS[1:])
-        if self.prior:
-            prior = _read_prior(self.split_dir / PRIOR_KIND / f"{stem}.png")
-            if prior.shape == trimap.shape:  # else the size check below names the file
-                prior = _prior_for(prior, trimap, has_prior(trimap))
-            arrays.append(prior)
-            kinds.append(PRIOR_KIND)
-        for kind, pixels in zip(kinds, arrays[1:], strict=True):
-            if pixels.shape[:2] != image.shape[:2]:
-                raise DatasetError(f"{self.split_dir / kind / stem}.png: size differs from image")
-
-        if self.crop_size is not None:
-            crop_height = min(self.crop_size, image.shape[0])
-            crop_width = min(self.crop_size, image.shape[1])
-            rng = np.random.default_rng([_EVAL_STREAM, index])
-            top, left = unknown_crop_origin(trimap, crop_height, crop_width, rng)
-            arrays = [a[top : top + crop_height, left : left + crop_width] for a in arrays]
-        image, trimap, alpha, fg, bg = arrays[:5]
-        height, width = image.shape[:2]
-        pad_y = -height % self.multiple
-        pad_x = -width % self.multiple
-
-        def pad(pixels: np.ndarray) -> np.ndarray:
-            if pad_y or pad_x:
-                pixels = cv2.copyMakeBorder(pixels, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT_101)
-            return pixels
-
-        valid = np.zeros((height + pad_y, width + pad_x, 1), np.float32)
-        valid[:height, :width] = 1.0
-        out = (
-            _to_float(_bgr_to_rgb(pad(image))),
-            pad(trimap)[..., None],
-            _to_float(pad(alpha))[..., None],
-            _to_float(_bgr_to_rgb(pad(fg))),
-            _to_float(_bgr_to_rgb(pad(bg))),
-            valid,
-        )
-        if self.prior:
-            out += (pad(arrays[5])[..., None],)
-        return out
-
-
-def make_eval_dataset(
-    root: str | os.PathLike,
-    split: str = "val",
-    *,
-    multiple: int,
-    max_samples: int | None = None,
-    crop_size: int | None = None,
-    prior: bool = False,
-) -> tf.data.Dataset:
-    """Un-augmented samples in sorted-name order, one per batch, padded for the network.
-
-    Parameters
-    ----------
-    root : path-like
-        Dataset folder written by combine.py.
-    split : str
-        Sub-folder to read (``"val"`` or ``"test"`` usually).
-    multiple : int
-        Height and width are padded (bottom and right, by reflection) up to multiples of this,
-        the generator's ``ModelConfig.multiple``.
-    max_samples : int, optional
-        Only the first ``max_samples`` names (sorted), for a quick validation.
-    crop_size : int, optional
-        Cut a window of at most ``crop_size`` x ``crop_size`` around an unknown pixel first,
-        the same window on every run (before padding; no resize, so pixels keep their scale).
-    prior : bool
-        Also yield ``prior`` (1, H, W, 1), the stored closed-form matte.
-
-    Returns
-    -------
-    tf.data.Dataset
-        Yields dicts of float32 tensors with batch size 1 and H, W multiples of ``multiple``:
-        ``image`` (the disk composite), ``fg``, ``bg`` (1, H, W, 3) in [0, 1]; ``alpha``
-        (1, H, W, 1) in [0, 1]; ``trimap`` (1, H, W, 1) in {0, 0.5, 1} (the disk trimap);
-        ``valid`` (1, H, W, 1), 1.0 on the sample's own pixels (the top-left h x w) and 0.0 on
-        the padding. Element ``k`` is ``list_samples(root, split)[k]``.
-
-    Raises
-    ------
-    DatasetError
-        From :func:`list_samples`.
-    """
-    if multiple < 1:
-        raise ValueError(f"multiple must be >= 1, not {multiple}")
-    if max_samples is not None and max_samples < 1:
-        raise ValueError(f"max_samples must be >= 1, not {max_samples}")
-    if crop_size is not None and crop_size < 1:
-        raise ValueError(f"crop_size must be >= 1, not {crop_size}")
-    stems = list_samples(root, split, prior=prior)[:max_samples]
-    loader = _EvalLoader(Path(root) / split, stems, multiple, crop_size, prior)
-    shapes = {
-        "image": (None, None, 3),
-        "trimap": (None, None, 1),
-        "alpha": (None, None, 1),
-        "fg": (None, None, 3),
-        "bg": (None, None, 3),
-        "valid": (None, None, 1),
-    }
-    if prior:
-        shapes["prior"] = (None, None, 1)
-    name = _as_dict(shapes)
-
-    def load(index: tf.Tensor) -> dict[str, tf.Tensor]:
-        tensors = tf.numpy_function(loader, [index], [tf.float32] * len(shapes), stateful=False)
-        return name(*tensors)
-
-    dataset = tf.data.Dataset.range(len(stems))
-    dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return dataset.batch(1).prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())

@@ -17,7 +17,7 @@ ground-truth trimap of ``model.dataset``: the generator never sees it, the discr
 it as its fourth channel (it says where the subject's edge is, as for the trimap model), and
 the losses ignore it (the plate model is judged on the whole image).
 
-Evaluation elements are ``model.dataset.make_eval_dataset``'s, plus a ``plate`` made from the
+Evaluation elements are ``model.eval_data.make_eval_dataset``'s, plus a ``plate`` made from the
 sample's background with a fixed perturbation, and with ``trimap`` replaced by an all-unknown
 one, so that validation metrics cover the whole image.
 """
@@ -31,7 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from model.compositing import composite
-from model.dataset import _as_dict, _options, _TrainSampler, list_samples, make_eval_dataset
+from model.dataset import TrainSampler, deterministic_options, list_samples, name_tensors
+from model.eval_data import make_eval_dataset
 from model.images import TRIMAP_UNKNOWN
 from model.plate import (
     PlatePerturbation,
@@ -53,7 +54,7 @@ VALIDATION_PERTURBATION = PlatePerturbation(shift=(2.0, 0.0), gain=1.06, noise=0
 class _PlateSampler:
     """``model.dataset``'s crop sampler, then shadows, objects and a perturbed plate."""
 
-    def __init__(self, base: _TrainSampler, seed: int):
+    def __init__(self, base: TrainSampler, seed: int):
         self.base = base
         self.seed = seed
 
@@ -104,13 +105,13 @@ def make_plate_train_dataset(
         raise ValueError(f"crop_size and batch_size must be >= 1, not {crop_size}, {batch_size}")
     stems = list_samples(root, split)
     seed = int(seed) % 2**63
-    base = _TrainSampler(
+    base = TrainSampler(
         Path(root) / split, stems, crop_size, seed, jitter, recompose, redraw_trimap=True
     )
     sampler = _PlateSampler(base, seed)
     rgb, grey = (crop_size, crop_size, 3), (crop_size, crop_size, 1)
     shapes = {"image": rgb, "trimap": grey, "alpha": grey, "fg": rgb, "bg": rgb, "plate": rgb}
-    name = _as_dict(shapes)
+    name = name_tensors(shapes)
 
     def load(counter: tf.Tensor) -> dict[str, tf.Tensor]:
         tensors = tf.numpy_function(sampler, [counter], [tf.float32] * len(shapes), stateful=False)
@@ -119,7 +120,7 @@ def make_plate_train_dataset(
     dataset = tf.data.Dataset.counter(dtype=tf.int64)
     dataset = dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     dataset = dataset.batch(batch_size, drop_remainder=True)
-    return dataset.prefetch(tf.data.AUTOTUNE).with_options(_options())
+    return dataset.prefetch(tf.data.AUTOTUNE).with_options(deterministic_options())
 
 
 def make_plate_eval_dataset(
@@ -130,7 +131,7 @@ def make_plate_eval_dataset(
     max_samples: int | None = None,
     perturbation: PlatePerturbation = VALIDATION_PERTURBATION,
 ) -> tf.data.Dataset:
-    """``model.dataset.make_eval_dataset`` with a ``plate`` and an all-unknown ``trimap``.
+    """``model.eval_data.make_eval_dataset`` with a ``plate`` and an all-unknown ``trimap``.
 
     Returns
     -------

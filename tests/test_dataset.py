@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from model.compositing import unknown_mask
-from model.dataset import DatasetError, list_samples, make_eval_dataset, make_train_dataset
+from model.dataset import DatasetError, list_samples, make_train_dataset
+from model.eval_data import make_eval_dataset
 from model.images import read_uint8, trimap_from_uint8, write_png
 
 CROP, BATCH, BATCHES = 32, 4, 3

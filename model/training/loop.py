@@ -13,7 +13,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from model.dataset import dataset_error_in, list_samples, make_eval_dataset
+from model.dataset import dataset_error_in, list_samples
+from model.eval_data import make_eval_dataset
 from model.networks import ModelConfig
 from model.plate_data import make_plate_eval_dataset
 from model.training.callbacks import (
