@@ -43,18 +43,16 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from model import video_matting as vm  # noqa: E402
-from model.compositing import fit_background, trimap_from_alpha  # noqa: E402
-from model.images import read_alpha, read_image, write_png  # noqa: E402
-from model.plate import DifferenceKey  # noqa: E402
-from model.synthetic_clips import moving_clip  # noqa: E402
-from model.temporal import DEFAULT_SMOOTHING, dtssd  # noqa: E402
-from model.video import VideoReader, VideoWriter  # noqa: E402
+from model import video_matting as vm
+from model.compositing import fit_background, trimap_from_alpha
+from model.images import read_alpha, read_image, write_png
+from model.plate import DifferenceKey
+from model.synthetic_clips import moving_clip
+from model.temporal import DEFAULT_SMOOTHING, dtssd
+from model.video import VideoReader, VideoWriter
 
 FPS = Fraction(24)
 TRIMAP_KERNEL = 11

@@ -56,6 +56,7 @@ from model.classical import closed_form_prior, has_prior
 from model.cli import (
     ArgumentParser,
     add_process_workers,
+    first_interrupt_only,
     fraction,
     non_negative_int,
     positive_int,
@@ -665,7 +666,10 @@ def run(options: argparse.Namespace) -> int:
 def main(args: list[str] | None = None) -> int:
     options = build_parser().parse_args(args)
     try:
-        return run(options)
+        # A second Ctrl-C during the first one's cleanup (the worker pool's shutdown) would
+        # interrupt it and print a traceback.
+        with first_interrupt_only():
+            return run(options)
     except (CombineError, ImageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

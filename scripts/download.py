@@ -47,15 +47,15 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from tqdm import tqdm
+
+from model.cli import ArgumentParser, first_interrupt_only, non_negative_int, positive_int
+from model.images import MAX_PIXELS
+from scripts.engines import ENGINES, search_url
+from scripts.engines.browser import BrowserError, SearchError, start_browser
+from scripts.fetch import KINDS, Downloader, Job, Settings
+
 ROOT = Path(__file__).resolve().parent.parent
-from tqdm import tqdm  # noqa: E402
-
-from model.cli import ArgumentParser, non_negative_int, positive_int  # noqa: E402
-from model.images import MAX_PIXELS  # noqa: E402
-from scripts.engines import ENGINES, search_url  # noqa: E402
-from scripts.engines.browser import BrowserError, SearchError, start_browser  # noqa: E402
-from scripts.fetch import KINDS, Downloader, Job, Settings  # noqa: E402
-
 DEFAULT_OUT = ROOT / "scripts" / "raw"
 
 # Foregrounds with the detail matting is about: hair, fur, foliage, and translucent materials.
@@ -393,7 +393,10 @@ def main(args: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     try:
-        return _run(options, queries)
+        # A second Ctrl-C while the first one's cleanup runs (cancelled downloads, the pool's
+        # connections closing) would interrupt that cleanup and print a traceback.
+        with first_interrupt_only():
+            return _run(options, queries)
     except (BrowserError, SearchError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

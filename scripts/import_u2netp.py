@@ -30,7 +30,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # Before TensorFlow is imported (by keras): keep its start-up chatter quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 import eval as eval_cli
+from model import cutout
 from model.images import ImageError, check_trimap_header, write_png
 from model.safe_paths import (
     OutputError,
@@ -229,7 +230,7 @@ def test_eval_checks_the_trimap_size_before_decoding_the_image(capsys, tmp_path,
     def no_decoding(*args, **kwargs):
         raise AssertionError("the image was decoded before the sizes were compared")
 
-    monkeypatch.setattr(eval_cli, "read_image", no_decoding)
+    monkeypatch.setattr(cutout, "read_image", no_decoding)
     line = _refused(
         capsys, tmp_path, [tmp_path / "huge.png", tmp_path / "trimap.png", tmp_path / "o.png"]
     )
