@@ -24,6 +24,8 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import model.export as export_module
+from model.checkpoints import read_run_config, resolve_checkpoint
+from model.classical import closed_form_prior
 from model.compositing import shrink_trimap
 from model.export import DynamicUpSampling2D, export_generator, load_generator
 from model.export_contract import ContractError, contract_path, read_contract
@@ -49,6 +51,17 @@ def sample() -> np.ndarray:
     image = cv2.resize(image, (WORKING, WORKING), interpolation=cv2.INTER_AREA)
     trimap = shrink_trimap(read_trimap(REPO / "docs" / "demo" / "trimap.png"), WORKING, WORKING)
     return _network_input(image, trimap, WORKING, WORKING)
+
+
+@pytest.fixture(scope="module")
+def snapshot_sample(sample) -> np.ndarray:
+    """``sample`` as the shipped snapshot takes it: with its closed-form prior channel when its
+    config has one (Matter computes it the same way, on the same working-resolution pixels)."""
+    config, _ = read_run_config(PRETRAINED)
+    if config.prior is None:
+        return sample
+    image, trimap = sample[0, :, :, :3], sample[0, :, :, 3]
+    return _network_input(image, trimap, WORKING, WORKING, closed_form_prior(image, trimap))
 
 
 def _randomise_batch_norm(generator: keras.Model, seed: int) -> None:
@@ -137,25 +150,28 @@ def test_cli_default_checkpoint_exports_the_snapshot_with_its_contract(snapshot_
     config = json.loads((PRETRAINED / "config.json").read_text(encoding="utf-8"))
     assert contract["format"] == "onnx"
     assert contract["file"] == "m.onnx"
-    assert Path(contract["source"]["checkpoint"]).name == "ckpt-2400"
-    assert contract["source"]["step"] == 2400
+    shipped = resolve_checkpoint(str(PRETRAINED), REPO / "log")
+    assert Path(contract["source"]["checkpoint"]).name == shipped.path.name
+    assert contract["source"]["step"] == shipped.step
     # config.json predates the prior field, whose default (None) the contract spells out.
     assert ModelConfig.from_dict(contract["model_config"]) == ModelConfig.from_dict(config["model"])
     assert contract["spatial_multiple"] == 32
     assert contract["size"] is None
     assert contract["input"]["name"] == "rgb_trimap"
-    assert contract["input"]["shape"] == [None, None, None, 4]
+    channels = ModelConfig.from_dict(config["model"]).input_channels
+    assert contract["input"]["shape"] == [None, None, None, channels]
     assert contract["output"]["name"] == "alpha"
     graph = onnx.load(str(snapshot_onnx)).graph
     dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input]
-    assert dims == [["batch", "height", "width", 4]]
+    assert dims == [["batch", "height", "width", channels]]
     assert [output.name for output in graph.output] == ["alpha"]
 
 
 @pytest.mark.slow
 def test_snapshot_onnx_matches_keras_at_working_resolution_and_other_sizes(
-    snapshot_onnx, snapshot, sample
+    snapshot_onnx, snapshot, snapshot_sample
 ):
+    sample = snapshot_sample
     generator = snapshot[0]
     network = OnnxGenerator(snapshot_onnx)
     # Measured on this sample: 4.9e-5 (eager Keras vs onnxruntime, both fp32).
@@ -168,7 +184,8 @@ def test_snapshot_onnx_matches_keras_at_working_resolution_and_other_sizes(
 
 
 @pytest.mark.slow
-def test_onnx_runner_runs_without_tensorflow(snapshot_onnx, snapshot, sample, tmp_path):
+def test_onnx_runner_runs_without_tensorflow(snapshot_onnx, snapshot, snapshot_sample, tmp_path):
+    sample = snapshot_sample
     np.save(tmp_path / "batch.npy", sample)
     code = (
         "import sys; import numpy as np\n"
@@ -193,7 +210,8 @@ def test_onnx_runner_runs_without_tensorflow(snapshot_onnx, snapshot, sample, tm
 
 
 @pytest.mark.slow
-def test_snapshot_tflite_float16_within_stated_tolerance(snapshot, sample, tmp_path):
+def test_snapshot_tflite_float16_within_stated_tolerance(snapshot, snapshot_sample, tmp_path):
+    sample = snapshot_sample
     generator, config, _ = snapshot
     out = tmp_path / "m16.tflite"
     contract = export_generator(generator, config, "tflite", out, fp16=True)
