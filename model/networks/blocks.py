@@ -52,3 +52,25 @@ def upsample(x, filters: int, norm: str, name: str):
 
 def pix2pix_init() -> keras.initializers.Initializer:
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def unet_body(x, base_filters: int, depth: int, norm: str):
+    """The plain U-Net's encoder and decoder: (B, H, W, C) -> (B, H, W, base_filters).
+
+    ``depth`` 2x max-poolings down, each level's two convolutions kept as a skip, then bilinear
+    upsampling back with the skip concatenated at every level. H and W must be multiples of
+    2**depth. Layer names (``enc{l}``, ``bottleneck``, ``dec{l}``) are part of the checkpoints.
+    """
+    skips = []
+    for level in range(depth):
+        filters = base_filters * 2**level
+        x = conv_block(x, filters, norm, f"enc{level}")  # (B, H/2^l, W/2^l, F*2^l)
+        skips.append(x)
+        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)  # (B, H/2^(l+1), W/2^(l+1), F*2^l)
+    x = conv_block(x, base_filters * 2**depth, norm, "bottleneck")  # (B, H/2^d, W/2^d, F*2^d)
+    for level in reversed(range(depth)):
+        filters = base_filters * 2**level
+        x = upsample(x, filters, norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level]])  # (.., 2*F*2^l)
+        x = conv_block(x, filters, norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+    return x

@@ -20,7 +20,7 @@ from keras import layers, ops
 
 from model.errors import first_line
 from model.losses import unknown_mask
-from model.networks.blocks import conv_block, conv_norm_act, upsample
+from model.networks.blocks import conv_block, conv_norm_act, unet_body, upsample
 from model.networks.config import ModelConfig
 from model.networks.plate import build_plate_generator
 
@@ -93,20 +93,7 @@ def _alpha_head(x, inputs, cfg: ModelConfig):
 def _build_unet(cfg: ModelConfig) -> keras.Model:
     inputs = keras.Input(shape=(None, None, cfg.input_channels), dtype="float32", name="rgb_trimap")
     # (B, H, W, C)
-    x = inputs
-    skips = []
-    for level in range(cfg.depth):
-        filters = cfg.base_filters * 2**level
-        x = conv_block(x, filters, cfg.norm, f"enc{level}")  # (B, H/2^l, W/2^l, F*2^l)
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)  # (B, H/2^(l+1), W/2^(l+1), F*2^l)
-    bottom = cfg.base_filters * 2**cfg.depth
-    x = conv_block(x, bottom, cfg.norm, "bottleneck")  # (B, H/2^depth, W/2^depth, F*2^depth)
-    for level in reversed(range(cfg.depth)):
-        filters = cfg.base_filters * 2**level
-        x = upsample(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
-        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level]])  # (.., 2*F*2^l)
-        x = conv_block(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+    x = unet_body(inputs, cfg.base_filters, cfg.depth, cfg.norm)  # (B, H, W, F)
     outputs = _alpha_head(x, inputs, cfg)  # (B, H, W, 1)
     return keras.Model(inputs, outputs, name="generator")
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from model.networks.blocks import conv_block, conv_norm_act, upsample
+from model.networks.blocks import conv_norm_act, unet_body
 from model.networks.config import ModelConfig
 
 
@@ -45,20 +45,7 @@ def build_plate_generator(cfg: ModelConfig) -> keras.Model:
     """
     inputs = keras.Input(shape=(None, None, 6), dtype="float32", name="rgb_plate")  # (B, H, W, 6)
     features = PlateFeatures(name="plate_features")(inputs)  # (B, H, W, 9)
-    x = features
-    skips = []
-    for level in range(cfg.depth):
-        filters = cfg.base_filters * 2**level
-        x = conv_block(x, filters, cfg.norm, f"enc{level}")  # (B, H/2^l, W/2^l, F*2^l)
-        skips.append(x)
-        x = layers.MaxPooling2D(2, name=f"enc{level}_pool")(x)  # (B, H/2^(l+1), W/2^(l+1), F*2^l)
-    bottom = cfg.base_filters * 2**cfg.depth
-    x = conv_block(x, bottom, cfg.norm, "bottleneck")  # (B, H/2^depth, W/2^depth, F*2^depth)
-    for level in reversed(range(cfg.depth)):
-        filters = cfg.base_filters * 2**level
-        x = upsample(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
-        x = layers.Concatenate(name=f"dec{level}_skip")([x, skips[level]])  # (.., 2*F*2^l)
-        x = conv_block(x, filters, cfg.norm, f"dec{level}")  # (B, H/2^l, W/2^l, F*2^l)
+    x = unet_body(features, cfg.base_filters, cfg.depth, cfg.norm)  # (B, H, W, F)
     # The raw features again at full resolution, so one-pixel strands survive the pooling.
     x = layers.Concatenate(name="head_input_skip")([x, features])  # (B, H, W, F + 9)
     x = conv_norm_act(x, cfg.base_filters, cfg.norm, "head_a")  # (B, H, W, F)
