@@ -266,26 +266,21 @@ def make_distributed_dataset(
     """
 
     def dataset_fn(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        common = {
+            "crop_size": settings.crop_size,
+            "batch_size": settings.batch_size,
+            "seed": data_seed(settings.seed, start_step, context.input_pipeline_id),
+            "jitter": settings.augment,
+        }
         if plate:
-            return make_plate_train_dataset(
-                data,
-                "train",
-                crop_size=settings.crop_size,
-                batch_size=settings.batch_size,
-                seed=data_seed(settings.seed, start_step, context.input_pipeline_id),
-                jitter=settings.augment,
-                recompose=settings.augment,
-            )
+            return make_plate_train_dataset(data, "train", recompose=settings.augment, **common)
         return make_train_dataset(
             data,
             "train",
-            crop_size=settings.crop_size,
-            batch_size=settings.batch_size,
-            seed=data_seed(settings.seed, start_step, context.input_pipeline_id),
-            jitter=settings.augment,
             recompose=settings.augment and not prior,
             redraw_trimap=settings.augment and not prior,
             prior=prior,
+            **common,
         )
 
     return strategy.distribute_datasets_from_function(dataset_fn)
