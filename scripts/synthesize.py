@@ -45,6 +45,7 @@ from tqdm import tqdm
 from model.cli import (
     ArgumentParser,
     add_process_workers,
+    first_interrupt_only,
     non_negative_int,
     positive_int,
     probability,
@@ -242,7 +243,10 @@ def main(args: list[str] | None = None) -> int:
         )
         todo = [item for item in items if not is_done(item, out, records)]
         kept = len(items) - len(todo)
+        # Ctrl-C is handled here even when the process was started with SIGINT ignored (a
+        # background job); a second one during the pool's shutdown is ignored.
         with (
+            first_interrupt_only(),
             Workers(options.workers, preload=__name__) as workers,
             tqdm(total=len(todo), desc="synthesize", unit="img") as bar,
         ):
