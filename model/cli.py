@@ -55,17 +55,6 @@ def fraction(text: str) -> float:
     return value
 
 
-def probability(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], not {value}")
-    return value
-
-
 def add_process_workers(parser: argparse.ArgumentParser) -> None:
     """The "running" group: ``--workers`` processes, all CPU cores by default."""
     parser.add_argument_group("running").add_argument(

@@ -48,7 +48,7 @@ from model.cli import (
     first_interrupt_only,
     non_negative_int,
     positive_int,
-    probability,
+    unit_interval,
 )
 from model.images import encode_png, write_bytes
 from model.manifest import append_record, read_records
@@ -217,7 +217,7 @@ def build_parser() -> ArgumentParser:
     )
     amount.add_argument(
         "--photo-fraction",
-        type=probability,
+        type=unit_interval,
         default=0.5,
         help="share of foregrounds and of backgrounds made from scikit-image's public-domain"
         " and CC0 photographs (default 0.5; 0 gives procedural items only)",
