@@ -233,7 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--grad-weight",
         type=float,
         default=train.grad_weight,
-        help="alpha-gradient L1 (%(default)s)",
+        help="alpha-gradient L1, forward differences (%(default)s)",
+    )
+    gan.add_argument(
+        "--sobel-weight",
+        type=float,
+        default=train.sobel_weight,
+        help="L1 between Sobel gradient magnitudes of predicted and true alpha (%(default)s)",
     )
     gan.add_argument(
         "--lap-weight",

@@ -1,5 +1,5 @@
-"""Matting GAN losses (``keras.ops`` only): alpha, composition, gradient, Laplacian-pyramid and
-adversarial terms.
+"""Matting GAN losses (``keras.ops`` only): alpha, composition, gradient, Sobel-gradient,
+Laplacian-pyramid and adversarial terms.
 
 Shapes used throughout:
 
@@ -15,7 +15,7 @@ Example
 -------
 >>> weights = LossWeights(adversarial=0.05)
 >>> g = generator_losses(alpha_pred, alpha_true, trimap, fg, bg, weights, fake_logits=d_fake)
->>> g["total"]                      # sum of weights * g[key] over the five terms
+>>> g["total"]                      # sum of weights * g[key] over the six terms
 >>> d = discriminator_losses(d_real, d_fake, weights.gan_mode)
 """
 
@@ -30,13 +30,18 @@ from model.compositing import UNKNOWN_TOLERANCE
 from model.images import TRIMAP_UNKNOWN
 
 GAN_MODES = ("lsgan", "nonsaturating")
-LOSS_TERMS = ("alpha", "composition", "gradient", "laplacian", "adversarial")
+LOSS_TERMS = ("alpha", "composition", "gradient", "sobel", "laplacian", "adversarial")
 LAPLACIAN_LEVELS = 5
 """Pyramid levels of the Laplacian loss (FBA, RobustVideoMatting); crops need sides % 16 == 0."""
 
 # The 5-tap binomial kernel of Burt and Adelson's pyramid, as a (5, 5, 1, 1) conv kernel.
 _BINOMIAL = np.outer([1, 4, 6, 4, 1], [1, 4, 6, 4, 1]).astype(np.float32) / 256.0
 _GAUSS_KERNEL = _BINOMIAL[:, :, None, None]
+# Sobel derivatives along x and y as one (3, 3, 1, 2) conv kernel, scaled by 1/8 so a unit step
+# per pixel has gradient 1.
+_SOBEL_X = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float32) / 8.0
+_SOBEL_KERNEL = np.stack([_SOBEL_X, _SOBEL_X.T], axis=-1)[:, :, None, :]
+_SOBEL_EPS = 1e-6
 
 
 @dataclass(frozen=True)
@@ -45,9 +50,9 @@ class LossWeights:
 
     Attributes
     ----------
-    alpha, composition, gradient, laplacian : float
-        Weights of the alpha L1, composition L1, alpha-gradient L1 and Laplacian-pyramid L1
-        terms.
+    alpha, composition, gradient, sobel, laplacian : float
+        Weights of the alpha L1, composition L1, alpha-gradient L1, Sobel gradient-magnitude L1
+        and Laplacian-pyramid L1 terms.
     adversarial : float
         Weight of the adversarial term (``--d-coeff``); irrelevant without logits (``--no-gan``).
     gan_mode : {"lsgan", "nonsaturating"}
@@ -57,6 +62,7 @@ class LossWeights:
     alpha: float = 1.0
     composition: float = 1.0
     gradient: float = 0.0
+    sobel: float = 0.0
     laplacian: float = 0.0
     adversarial: float = 0.05
     gan_mode: str = "lsgan"
@@ -114,6 +120,26 @@ def _blur(x):
     return ops.conv(x, ops.convert_to_tensor(_GAUSS_KERNEL), padding="valid")
 
 
+def sobel_magnitude(x):
+    r"""Sobel gradient magnitude :math:`\sqrt{G_x^2 + G_y^2 + \epsilon}` with replicated borders.
+
+    :math:`G_x, G_y` are the 3x3 Sobel derivatives divided by 8, so a ramp rising by 1 per
+    pixel has magnitude 1; :math:`\epsilon = 10^{-6}` keeps the square root differentiable
+    where the image is flat.
+
+    Parameters
+    ----------
+    x : tensor, float, shape (B, H, W, 1)
+
+    Returns
+    -------
+    tensor, float32, shape (B, H, W, 1), values >= 1e-3
+    """
+    x = ops.pad(_f32(x), ((0, 0), (1, 1), (1, 1), (0, 0)), mode="symmetric")
+    derivatives = ops.conv(x, ops.convert_to_tensor(_SOBEL_KERNEL), padding="valid")
+    return ops.sqrt(ops.sum(ops.square(derivatives), axis=-1, keepdims=True) + _SOBEL_EPS)
+
+
 def laplacian_pyramid(x, levels: int = LAPLACIAN_LEVELS) -> list:
     """Band-pass levels of ``x`` (B, H, W, 1), finest first; the last one is the low-pass rest.
 
@@ -157,16 +183,20 @@ def generator_losses(
         L_{grad} = \frac{1}{|E|} \sum_{(p, q) \in E}
                    |(\hat\alpha_q - \hat\alpha_p) - (\alpha_q - \alpha_p)|
 
+        L_{sobel} = \frac{1}{|U|} \sum_{p \in U} \big| |S\hat\alpha|_p - |S\alpha|_p \big|
+
         L_{lap} = \frac{1}{f_U} \sum_{i=0}^{4} 2^i \, \mathrm{mean}|L_i(\tilde\alpha - \alpha)|
 
         L_{adv} = \mathrm{mean}((D(\hat I) - 1)^2) \; \text{(LSGAN)} \quad \text{or} \quad
                   \mathrm{mean}(\mathrm{softplus}(-D(\hat I))) \; \text{(non-saturating)}
 
         L_{total} = w_\alpha L_\alpha + w_{comp} L_{comp} + w_{grad} L_{grad}
-                    + w_{lap} L_{lap} + w_{adv} L_{adv}
+                    + w_{sobel} L_{sobel} + w_{lap} L_{lap} + w_{adv} L_{adv}
 
     where E are the horizontally and vertically adjacent pixel pairs with at least one pixel in U
-    (forward differences); :math:`L_i` is level i of the Laplacian pyramid
+    (forward differences); :math:`|S\alpha|` is the Sobel gradient magnitude
+    (:func:`sobel_magnitude`), which compares edge strength the way the Grad metric does;
+    :math:`L_i` is level i of the Laplacian pyramid
     (:func:`laplacian_pyramid`), :math:`\tilde\alpha` the prediction clamped to the trimap
     outside U, as inference returns it, and :math:`f_U` the fraction of unknown pixels, so
     the term does not shrink with a narrow band. The pyramid (as in FBA and RobustVideoMatting)
@@ -185,9 +215,9 @@ def generator_losses(
     Returns
     -------
     dict of str to float32 scalar tensors
-        Always the keys "alpha", "composition", "gradient", "laplacian", "adversarial" and
-        "total". The Laplacian term is only computed when its weight is non-zero (else 0), and
-        then needs H and W divisible by 16.
+        Always the keys "alpha", "composition", "gradient", "sobel", "laplacian",
+        "adversarial" and "total". The Sobel and Laplacian terms are only computed when their
+        weight is non-zero (else 0); the Laplacian one then needs H and W divisible by 16.
     """
     alpha_pred, alpha_true = _f32(alpha_pred), _f32(alpha_true)
     fg, bg = _f32(fg), _f32(bg)
@@ -208,6 +238,11 @@ def generator_losses(
         ops.sum(mask_x) + ops.sum(mask_y), 1.0
     )
 
+    sobel = ops.zeros((), dtype="float32")
+    if weights.sobel:
+        edge_error = ops.abs(sobel_magnitude(alpha_pred) - sobel_magnitude(alpha_true))
+        sobel = _masked_mean(edge_error, mask)
+
     laplacian = ops.zeros((), dtype="float32")
     if weights.laplacian:
         trimap = _f32(trimap)
@@ -225,6 +260,7 @@ def generator_losses(
         "alpha": alpha_l1,
         "composition": composition,
         "gradient": gradient,
+        "sobel": sobel,
         "laplacian": laplacian,
         "adversarial": adversarial,
     }

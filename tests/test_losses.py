@@ -14,6 +14,7 @@ from model.losses import (
     discriminator_losses,
     generator_losses,
     laplacian_pyramid,
+    sobel_magnitude,
 )
 
 U = 0.5  # unknown trimap value
@@ -57,7 +58,15 @@ def test_hand_values_and_keys():
     losses = generator_losses(
         ALPHA_PRED, ALPHA_TRUE, TRIMAP, FG, BG, LossWeights(), fake_logits=LOGITS
     )
-    assert set(losses) == {"alpha", "composition", "gradient", "laplacian", "adversarial", "total"}
+    assert set(losses) == {
+        "alpha",
+        "composition",
+        "gradient",
+        "sobel",
+        "laplacian",
+        "adversarial",
+        "total",
+    }
     for value in losses.values():
         assert tuple(value.shape) == ()
         assert ops.convert_to_numpy(value).dtype == np.float32
@@ -112,6 +121,7 @@ def test_no_unknown_pixels_gives_finite_zero():
         "alpha": 0.0,
         "composition": 0.0,
         "gradient": 0.0,
+        "sobel": 0.0,
         "laplacian": 0.0,
         "adversarial": 0.0,
         "total": 0.0,
@@ -213,3 +223,44 @@ def test_laplacian_loss_ignores_known_pixels_and_is_off_by_default():
     )
     off = _numpy(generator_losses(truth + 0.2, truth, trimap, fg, bg, LossWeights()))
     assert off["laplacian"] == 0.0
+
+
+def _scipy_sobel_magnitude(image: np.ndarray) -> np.ndarray:
+    """Independent reference: scipy's Sobel (replicated borders, mode="nearest") / 8."""
+    from scipy import ndimage
+
+    gx = ndimage.sobel(image, axis=1, mode="nearest") / 8.0
+    gy = ndimage.sobel(image, axis=0, mode="nearest") / 8.0
+    return np.sqrt(gx**2 + gy**2 + 1e-6)
+
+
+def test_sobel_magnitude_matches_scipy():
+    image = np.random.default_rng(3).random((13, 17)).astype(np.float32)
+    ours = ops.convert_to_numpy(sobel_magnitude(image[None, ..., None]))[0, ..., 0]
+    np.testing.assert_allclose(ours, _scipy_sobel_magnitude(image), atol=1e-5)
+
+
+def test_sobel_magnitude_of_a_unit_ramp_is_one_inside():
+    ramp = np.tile(np.arange(8, dtype=np.float32), (6, 1))  # rises by 1 per pixel along x
+    magnitude = ops.convert_to_numpy(sobel_magnitude(ramp[None, ..., None]))[0, ..., 0]
+    np.testing.assert_allclose(magnitude[:, 1:-1], 1.0, atol=1e-5)
+
+
+def test_sobel_loss_is_the_mean_edge_strength_error_over_unknown_pixels():
+    rng = np.random.default_rng(4)
+    truth = rng.random((1, 16, 16, 1)).astype(np.float32)
+    pred = rng.random((1, 16, 16, 1)).astype(np.float32)
+    trimap = np.zeros_like(truth)
+    trimap[:, 4:12, 2:14] = U
+    fg = bg = np.zeros((1, 16, 16, 3), np.float32)
+    values = _numpy(generator_losses(pred, truth, trimap, fg, bg, LossWeights(sobel=2.0)))
+    error = np.abs(
+        _scipy_sobel_magnitude(pred[0, ..., 0]) - _scipy_sobel_magnitude(truth[0, ..., 0])
+    )
+    expected = error[4:12, 2:14].mean()
+    assert values["sobel"] == pytest.approx(expected, rel=1e-4)
+    assert values["total"] == pytest.approx(
+        values["alpha"] + values["composition"] + 2.0 * expected, rel=1e-4
+    )
+    off = _numpy(generator_losses(pred, truth, trimap, fg, bg, LossWeights()))
+    assert off["sobel"] == 0.0

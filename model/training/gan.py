@@ -10,12 +10,18 @@ import tensorflow as tf
 
 from model.dataset import make_train_dataset
 from model.images import TRIMAP_UNKNOWN
-from model.losses import LossWeights, composite_tensors, discriminator_losses, generator_losses
+from model.losses import (
+    LOSS_TERMS,
+    LossWeights,
+    composite_tensors,
+    discriminator_losses,
+    generator_losses,
+)
 from model.networks import ModelConfig, build_discriminator, build_generator
 from model.plate_data import make_plate_train_dataset
 from model.training.settings import TrainSettings
 
-G_KEYS = ("g_alpha", "g_composition", "g_gradient", "g_laplacian", "g_adversarial", "g_total")
+G_KEYS = tuple(f"g_{term}" for term in (*LOSS_TERMS, "total"))
 D_KEYS = ("d_real", "d_fake", "d_total")
 
 

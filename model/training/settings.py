@@ -55,7 +55,7 @@ class TrainSettings:
         See :func:`make_strategy`.
     gan : bool
         False (``--no-gan``) trains the generator alone, without D or the adversarial term.
-    alpha_weight, comp_weight, grad_weight, lap_weight, d_coeff : float
+    alpha_weight, comp_weight, grad_weight, sobel_weight, lap_weight, d_coeff : float
         Weights of the generator loss terms (see ``model.losses``); ``d_coeff`` weighs the
         adversarial term.
     gan_mode : {"lsgan", "nonsaturating"}
@@ -96,6 +96,7 @@ class TrainSettings:
     alpha_weight: float = LossWeights.alpha
     comp_weight: float = LossWeights.composition
     grad_weight: float = LossWeights.gradient
+    sobel_weight: float = LossWeights.sobel
     lap_weight: float = LossWeights.laplacian
     d_coeff: float = LossWeights.adversarial
     gan_mode: str = LossWeights.gan_mode
@@ -132,6 +133,7 @@ class TrainSettings:
             alpha=self.alpha_weight,
             composition=self.comp_weight,
             gradient=self.grad_weight,
+            sobel=self.sobel_weight,
             laplacian=self.lap_weight,
             adversarial=self.d_coeff,
             gan_mode=self.gan_mode,
