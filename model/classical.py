@@ -58,8 +58,10 @@ def pymatting_alpha(method: str, image: np.ndarray, trimap: np.ndarray) -> np.nd
     # Its preconditioner prints a retry notice to stdout when it needs a diagonal shift; the
     # retry is routine and the notice would break our tables, so it is swallowed.
     with contextlib.redirect_stdout(io.StringIO()):
-        # Its numba kernels are compiled for float64 only.
-        alpha = solve(image.astype(np.float64), trimap.astype(np.float64))
+        # Its numba kernels are compiled for float64 only. Resampling (cv2.INTER_AREA) can
+        # overshoot 1 by a rounding error, which pymatting would warn about.
+        pixels = np.clip(image, 0.0, 1.0).astype(np.float64)
+        alpha = solve(pixels, trimap.astype(np.float64))
     return np.clip(alpha, 0.0, 1.0).astype(np.float32)
 
 

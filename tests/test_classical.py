@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,16 @@ def test_has_prior_needs_both_definite_regions():
     assert not has_prior(trimap)
     trimap[3, 3] = 0.0
     assert has_prior(trimap)
+
+
+def test_resampling_overshoot_is_clipped_silently():
+    # cv2.INTER_AREA can return 1 + 1e-7 for a white pixel; pymatting warns about any value
+    # above 1, and the prior must be the one of the clipped image.
+    image, trimap, _ = _two_colour_scene()
+    overshoot = image.copy()
+    overshoot[0, 0] = 1.0000001
+    clipped = np.clip(overshoot, 0.0, 1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prior = closed_form_prior(overshoot, trimap)
+    np.testing.assert_array_equal(prior, closed_form_prior(clipped, trimap))
