@@ -69,6 +69,12 @@ from model.images import TRIMAP_UNKNOWN
 DEFAULT_NETWORK_PIXELS = 384 * 384
 """Working size: a larger unknown window is shrunk to about this many pixels for the network."""
 
+UPSAMPLE_EPS = 1e-5
+"""Guided-filter ridge term for carrying alpha up from the working resolution. Smaller than the
+filter's general default (1e-4) so the matte's edges follow the photo's more closely: on the
+shipped snapshot it lowered Grad on the 1-megapixel set from 5.57 to 5.33 and on the 512^2
+test split's solvable pairs from 4.61 to 4.49, SAD with it (README, "Working resolution")."""
+
 DEFAULT_MAX_PIXELS = 2_000_000
 """Largest padded image (height x width) run in one pass; about 2.2 GB peak (default model)."""
 
@@ -407,7 +413,8 @@ class Matter:
         alpha_small = self._predict_full_size(image_small, trimap_small, unknown_small)
         # Certain pixels fitted as exactly 0 or 1 anchor the local linear models at the band.
         alpha_small = clamp_to_trimap(alpha_small, trimap_small)
-        return np.clip(guided_upsample(alpha_small, image_small, image), 0.0, 1.0)
+        upsampled = guided_upsample(alpha_small, image_small, image, eps=UPSAMPLE_EPS)
+        return np.clip(upsampled, 0.0, 1.0)
 
     def _predict_full_size(
         self, image: np.ndarray, trimap: np.ndarray, unknown: np.ndarray
