@@ -62,9 +62,15 @@ class Workers:
             self._pool = context.Pool(self.count, initializer=_init_worker)
         return self
 
-    def __exit__(self, *exc_info) -> None:
+    def __exit__(self, exc_type, exc_value, traceback) -> None:
         if self._pool is not None:
-            self._pool.terminate()
+            # A clean exit lets the workers finish and run their finalizers (killed ones can
+            # leave semaphores the resource tracker reports as leaked at exit); an error or
+            # Ctrl-C stops them at once.
+            if exc_type is None:
+                self._pool.close()
+            else:
+                self._pool.terminate()
             self._pool.join()
             self._pool = None
         if self._threads is not None:
