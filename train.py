@@ -45,11 +45,15 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from model.checkpoints import CheckpointError, resolve_checkpoint, trained_runs
+from model.checkpoints import (
+    CheckpointError,
+    resolve_checkpoint,
+    restore_generator,
+    trained_runs,
+)
 from model.classical import PRIORS
 from model.cli import ArgumentParser, non_negative_int, positive_int
 from model.dataset import DatasetError
-from model.inference import restore_generator
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, TASKS, ModelConfig
 from model.networks.config import TRAINING_PRIOR
