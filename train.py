@@ -38,7 +38,6 @@ from model.tf_startup import install as quiet_tensorflow
 quiet_tensorflow()
 
 import argparse
-import dataclasses
 import signal
 import sys
 import threading
@@ -48,15 +47,13 @@ import tensorflow as tf
 
 from model.checkpoints import (
     CheckpointError,
-    CheckpointRef,
     resolve_checkpoint,
-    run_checkpoints,
+    restore_generator,
     trained_runs,
 )
 from model.classical import PRIORS
 from model.cli import ArgumentParser, non_negative_int, positive_int
-from model.dataset import DatasetError, list_samples
-from model.inference import restore_generator
+from model.dataset import DatasetError
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, TASKS, ModelConfig
 from model.networks.config import TRAINING_PRIOR
@@ -65,31 +62,16 @@ from model.training import (
     RunError,
     StopRequest,
     TrainSettings,
+    check_data,
     is_chief,
     make_strategy,
     make_timelapse,
-    new_run_name,
+    older_checkpoint_hint,
+    plan_run,
     read_run_config,
-    resume_target,
-    start_run,
     train,
     write_run_config,
 )
-
-MODEL_FLAGS = {
-    "encoder": "encoder",
-    "base_filters": "base_filters",
-    "depth": "depth",
-    "norm": "norm",
-    "disc_filters": "disc_filters",
-    "disc_layers": "disc_layers",
-    "encoder_weights": "encoder_weights",
-    "prior": "prior",
-    "task": "task",
-}
-"""argparse dest -> ModelConfig field."""
-
-SETTING_FIELDS = {field.name for field in dataclasses.fields(TrainSettings)}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -327,73 +309,6 @@ def _explicit(parser: argparse.ArgumentParser, argv: list[str], dests) -> set[st
     return {dest for dest, value in vars(given).items() if value is not unset}
 
 
-def _model_config(opts: argparse.Namespace) -> ModelConfig:
-    values = {field: getattr(opts, dest) for dest, field in MODEL_FLAGS.items()}
-    for field in ("encoder_weights", "prior"):
-        if values[field] == "none":
-            values[field] = None
-    return ModelConfig(**values)
-
-
-def _settings(opts: argparse.Namespace, keys) -> dict:
-    return {key: getattr(opts, key) for key in keys if key in SETTING_FIELDS}
-
-
-def _plan(opts: argparse.Namespace, explicit: set[str]):
-    """Resolve the run: (data, run_dir, cfg, settings, checkpoint to resume or None, new?)."""
-    log_dir = Path(opts.log_dir)
-    if not opts.resume:
-        if explicit & {"checkpoint"}:
-            raise RunError("--checkpoint: only with --resume")
-        cfg = _model_config(opts)
-        values = _settings(opts, vars(opts))
-        if opts.init_from is not None:
-            values["init_from"] = str(resolve_checkpoint(opts.init_from, log_dir).path)
-        settings = TrainSettings(**values)
-        if settings.distribute == "multiworker" and opts.run is None:
-            raise RunError("--distribute multiworker: pass --run NAME so every worker agrees")
-        name = opts.run or new_run_name(log_dir)
-        data = Path(opts.data or "scripts/data")
-        run_dir = start_run(log_dir, name, cfg, settings, data, write=False)
-        return data, run_dir, cfg, settings, None
-
-    if "init_from" in explicit:
-        raise RunError("--init-from: only for a new run (--resume restores the whole state)")
-    run_dir = resume_target(log_dir, opts.run)
-    cfg, saved = read_run_config(run_dir)
-    asked = _model_config(opts)
-    for dest, field in MODEL_FLAGS.items():
-        if dest in explicit and getattr(asked, field) != getattr(cfg, field):
-            raise RunError(
-                f"{run_dir}: --{dest.replace('_', '-')} {getattr(asked, field)} differs from the"
-                f" run's {getattr(cfg, field)}; a resumed run keeps its architecture"
-                " (use --run NAME to train a new one)"
-            )
-    values = {**TrainSettings.from_dict(saved).to_dict(), **_settings(opts, explicit)}
-    if "steps" in explicit:
-        values["steps"] = opts.steps
-    elif "epochs" in explicit:
-        values["steps"] = None
-    if values["mixed_precision"] != saved.get("mixed_precision", values["mixed_precision"]):
-        raise RunError(
-            f"{run_dir}: --mixed-precision cannot change on resume (its optimiser state differs)"
-        )
-    settings = TrainSettings(**values)
-    data = Path(opts.data or saved.get("data") or "scripts/data")
-    ref = resolve_checkpoint(opts.checkpoint, log_dir, run_dir=run_dir)
-    return data, run_dir, cfg, settings, ref
-
-
-def _check_data(data: Path, settings: TrainSettings, cfg: ModelConfig) -> None:
-    """Fail early, with the dataset's own one-line message, on a bad folder or split."""
-    prior = cfg.prior is not None
-    list_samples(data, "train", prior=prior)
-    if (settings.val_every and settings.max_val_samples) or (
-        settings.image_every and settings.image_samples
-    ):
-        list_samples(data, "val", prior=prior)
-
-
 def _install_signal_handlers(stop: StopRequest) -> dict:
     """SIGINT and SIGTERM request a stop after the current step; a second one acts at once."""
     if threading.current_thread() is not threading.main_thread():
@@ -431,15 +346,6 @@ def _timelapse(opts: argparse.Namespace) -> int:
     return 0
 
 
-def _older_checkpoint_hint(ref: CheckpointRef) -> str:
-    """How to resume from the checkpoint before ``ref``, which could not be restored."""
-    refs = run_checkpoints(ref.run_dir)
-    older = [index for index, other in enumerate(refs) if other.step < ref.step]
-    if not older:
-        return "; the run has no older checkpoint to resume from"
-    return f"; resume from the one before it with --checkpoint {older[-1] - len(refs)}"
-
-
 def _resume_hint(data: Path, run_dir: Path) -> str:
     return f"python3 train.py {data} --run {run_dir.name} --log-dir {run_dir.parent} --resume"
 
@@ -455,15 +361,8 @@ def main(args: list[str] | None = None) -> int:
         return _timelapse(opts)
 
     try:
-        data, run_dir, cfg, settings, ref = _plan(opts, explicit)
-        if settings.crop_size % cfg.multiple:
-            raise RunError(
-                f"--crop-size {settings.crop_size}: must be a multiple of {cfg.multiple}"
-                f" for this model ({cfg.encoder}, depth {cfg.depth})"
-            )
-        if settings.lap_weight and settings.crop_size % 16:
-            raise RunError(f"--crop-size {settings.crop_size}: --lap-weight needs a multiple of 16")
-        _check_data(data, settings, cfg)
+        data, run_dir, cfg, settings, ref = plan_run(opts, explicit)
+        check_data(data, settings, cfg)
         source = None
         if ref is None and settings.init_from is not None:
             source_ref = resolve_checkpoint(settings.init_from, opts.log_dir)
@@ -500,7 +399,7 @@ def main(args: list[str] | None = None) -> int:
             on_restored=(lambda: write_run_config(run_dir, cfg, settings, data)) if chief else None,
         )
     except CheckpointError as error:
-        hint = _older_checkpoint_hint(ref) if ref and str(error).startswith(f"{ref.path}:") else ""
+        hint = older_checkpoint_hint(ref) if ref and str(error).startswith(f"{ref.path}:") else ""
         print(f"error: {error}{hint}", file=sys.stderr)
         return 2
     except DatasetError as error:

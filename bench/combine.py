@@ -32,7 +32,7 @@ from PIL import Image, ImageOps
 
 from model.compositing import trimap_from_alpha
 from model.images import trimap_to_uint8, write_png
-from scripts import combine, procedural, sources, splits
+from scripts import combine, procedural, samples, sources, splits
 
 RESOLUTIONS = ((480, 640), (1080, 1920))
 FOREGROUNDS = 3
@@ -66,7 +66,7 @@ def baseline(raw: Path, out: Path, per_fg: int, seed: int = 0) -> int:
             background = ImageOps.fit(Image.open(bg.path).convert("RGB"), rgba.size)
             image = Image.composite(colour, background, alpha)
             trimap = trimap_to_uint8(trimap_from_alpha(matte, rng))
-            name = combine.sample_name(fg, bg)
+            name = samples.sample_name(fg, bg)
             parts = {
                 "trimap": Image.fromarray(trimap),
                 "alpha": alpha,

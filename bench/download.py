@@ -29,7 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 from PIL import Image
 
-from scripts.fetch import Downloader, Job, Settings
+from scripts.fetch import Downloader, Job
+from scripts.transfer import Settings
 
 
 def make_images(count: int, size: int = 64) -> list[bytes]:

@@ -13,12 +13,14 @@ such as ``log/run/checkpoints/ckpt-300``). Without an explicit run, the newest t
 under the log folder is used, else ``log/pretrained``.
 
 This module only reads file names and JSON at import, so a command can report a bad
-checkpoint argument before it pays for importing TensorFlow; :func:`restore_checkpoint` imports
-it when called.
+checkpoint argument before it pays for importing TensorFlow; :func:`restore_checkpoint` and
+:func:`restore_generator` import it when called.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import os
 import re
@@ -121,6 +123,34 @@ def restore_checkpoint(checkpoint: Any, path: str | os.PathLike, *, partial: boo
         # collect the checkpoint (whose deferred values TensorFlow logs when it is collected).
         checkpoint = status = None
         raise CheckpointError(f"{path}: {problem}")
+
+
+def restore_generator(ref: CheckpointRef, config) -> Any:
+    """Build the generator and restore it, mapping every failure to a one-line CheckpointError."""
+    import tensorflow as tf
+
+    from model.networks import build_generator
+    from model.tf_startup import start_runtime
+
+    start_runtime()  # before the first variable: quietly, wherever the runtime logs its devices
+    # The weights come from the checkpoint; never download ImageNet weights just to overwrite them.
+    generator = build_generator(dataclasses.replace(config, encoder_weights=None))
+    checkpoint = tf.train.Checkpoint(generator=generator)
+    try:
+        # The training checkpoint also holds the discriminator and optimizers; ignore them.
+        what = f"the architecture in {ref.run_dir / 'config.json'}"
+        restore_checkpoint(checkpoint, ref.path, partial=True, what=what)
+    except CheckpointError:
+        # A failed restore leaves deferred values behind, and TensorFlow logs them when the
+        # objects are collected; drop them now, quietly, so the error stays one line.
+        logger = tf.get_logger()
+        level = logger.level
+        logger.setLevel("ERROR")
+        del checkpoint, generator
+        gc.collect()
+        logger.setLevel(level)
+        raise
+    return generator
 
 
 def list_checkpoints(folder: str | os.PathLike, run_dir: str | os.PathLike | None = None):

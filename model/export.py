@@ -58,7 +58,12 @@ import keras
 import tensorflow as tf
 
 from model.auto_trimap import DEFAULT_WEIGHTS, load_saliency_model
-from model.checkpoints import CheckpointRef, read_run_config, resolve_checkpoint
+from model.checkpoints import (
+    CheckpointRef,
+    read_run_config,
+    resolve_checkpoint,
+    restore_generator,
+)
 from model.export_contract import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -72,7 +77,6 @@ from model.export_contract import (
     make_saliency_contract,
 )
 from model.images import atomic_path
-from model.inference import restore_generator
 
 ONNX_OPSET = 17
 """Resize with half-pixel coordinates exists since opset 11; 17 is what onnxruntime >= 1.11 runs."""

@@ -20,6 +20,8 @@ grows with the pixel count (about 0.8 KB per pixel for the default ``ModelConfig
 * tiles without an unknown trimap pixel are skipped: clamping would overwrite them anyway;
 * the trimap's known regions are clamped (0 background, 1 foreground) in the result.
 
+The window, the padding, the tile origins and their blending weights are in ``model/tiling.py``.
+
 A generator with a prior (``ModelConfig.prior``) also gets pymatting's closed-form matte of the
 same pixels it sees: solved on the window at the working resolution (or per tile), so its cost
 follows the network's and not the photo's size (``model.classical.closed_form_prior``).
@@ -41,8 +43,6 @@ Example
 
 from __future__ import annotations
 
-import dataclasses
-import gc
 import logging
 import math
 import sys
@@ -50,7 +50,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -60,11 +59,12 @@ from model.checkpoints import (
     CheckpointRef,
     read_run_config,
     resolve_checkpoint,
-    restore_checkpoint,
+    restore_generator,
 )
 from model.compositing import shrink_trimap, unknown_mask
 from model.guided_filter import guided_upsample
 from model.images import TRIMAP_UNKNOWN
+from model.tiling import CONTEXT, feather, network_input, round_up, tile_origins, unknown_window
 
 DEFAULT_NETWORK_PIXELS = 384 * 384
 """Working size: a larger unknown window is shrunk to about this many pixels for the network."""
@@ -106,97 +106,11 @@ class Matte:
         return np.concatenate([self.foreground, self.alpha[..., None]], axis=2)
 
 
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
 def _check_pair(image: np.ndarray, trimap: np.ndarray) -> None:
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"image must be (H, W, 3), got shape {image.shape}")
     if trimap.shape != image.shape[:2]:
         raise ValueError(f"trimap shape {trimap.shape} differs from the image's {image.shape[:2]}")
-
-
-def _network_input(
-    image: np.ndarray,
-    trimap: np.ndarray,
-    height: int,
-    width: int,
-    prior: np.ndarray | None = None,
-) -> np.ndarray:
-    """(1, height, width, C) float32: RGB ++ trimap [++ prior], reflect-padded bottom and right.
-
-    Reflection continues the image's own texture into the padding, so the network sees no
-    artificial edge at the border (zero padding would look like a black frame).
-    """
-    planes = (
-        [image, trimap[..., None]]
-        if prior is None
-        else [image, trimap[..., None], prior[..., None]]
-    )
-    stacked = np.concatenate(planes, axis=2, dtype=np.float32)
-    pad = ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0))
-    if pad[0][1] or pad[1][1]:
-        stacked = np.pad(stacked, pad, mode="reflect")
-    return stacked[None]
-
-
-CONTEXT = 64
-"""Pixels of surroundings the network sees around the unknown region's bounding box."""
-
-
-def unknown_window(unknown: np.ndarray, multiple: int, margin: int) -> tuple[slice, slice]:
-    """Bounding box of the True pixels of ``unknown`` (H, W) widened by ``margin``, clipped.
-
-    The top-left corner is rounded down to a multiple of ``multiple``, so a U-Net run on the
-    window sees the same pooling grid as on the whole image (see :func:`tile_origins`).
-    """
-    rows = np.flatnonzero(unknown.any(axis=1))
-    cols = np.flatnonzero(unknown.any(axis=0))
-    top = max(rows[0] - margin, 0) // multiple * multiple
-    left = max(cols[0] - margin, 0) // multiple * multiple
-    bottom = min(rows[-1] + 1 + margin, unknown.shape[0])
-    right = min(cols[-1] + 1 + margin, unknown.shape[1])
-    return slice(top, bottom), slice(left, right)
-
-
-def tile_origins(size: int, tile: int, overlap: int, multiple: int = 1) -> list[int]:
-    """Start offsets of tiles of length ``tile`` covering ``0..size`` with at least ``overlap``.
-
-    Every origin is a multiple of ``multiple`` (``tile`` must be one too). A U-Net with ``d``
-    poolings is only shift-equivariant for shifts by multiples of ``2**d``, so aligned tiles
-    see the same pooling grid as the whole image and agree with it away from their edges.
-    Tiles advance by ``tile - overlap`` rounded down to the multiple; the last one ends at
-    ``size`` rounded up to the multiple, where it is reflect-padded like the whole image is.
-
-    Returns
-    -------
-    list of int, increasing, first 0; a ``size`` up to ``tile`` gives ``[0]``.
-    """
-    padded = _round_up(size, multiple)
-    if padded <= tile:
-        return [0]
-    stride = max((tile - overlap) // multiple * multiple, multiple)
-    count = math.ceil((padded - tile) / stride) + 1
-    return [min(index * stride, padded - tile) for index in range(count)]
-
-
-def feather(length: int, overlap: int) -> np.ndarray:
-    """1-D blending weights for one tile side: linear ramps at both ends, 1 in between.
-
-    .. math:: w_i = \\min\\left(1, \\frac{i + 1}{o + 1}, \\frac{n - i}{o + 1}\\right)
-
-    With ``n = length`` and ``o = overlap``. Where two tiles overlap by ``o`` pixels their ramps
-    cross, so each pixel's blend moves linearly from one tile to the next; every weight is
-    positive, so a pixel covered by one tile alone keeps that tile's value after normalising.
-
-    Returns
-    -------
-    ndarray, float32, shape (length,), values in (0, 1].
-    """
-    index = np.arange(length, dtype=np.float32)
-    ramp = np.minimum(index + 1, length - index) / np.float32(overlap + 1)
-    return np.minimum(ramp, 1.0).astype(np.float32)
 
 
 def clamp_to_trimap(alpha: np.ndarray, trimap: np.ndarray) -> np.ndarray:
@@ -283,7 +197,7 @@ class Matter:
         overlap: int = DEFAULT_OVERLAP,
     ):
         multiple = config.multiple
-        tile = _round_up(max(tile, multiple), multiple)
+        tile = round_up(max(tile, multiple), multiple)
         if network_pixels < 0:
             raise ValueError(f"network_pixels must be 0 or positive, got {network_pixels}")
         if max_pixels < 1:
@@ -422,9 +336,9 @@ class Matter:
         """Unclamped alpha at the given size: in one pass within ``max_pixels``, else tiled."""
         multiple = self.config.multiple
         height, width = trimap.shape
-        padded_h, padded_w = _round_up(height, multiple), _round_up(width, multiple)
+        padded_h, padded_w = round_up(height, multiple), round_up(width, multiple)
         if padded_h * padded_w <= self.max_pixels:
-            batch = _network_input(image, trimap, padded_h, padded_w, self._prior(image, trimap))
+            batch = network_input(image, trimap, padded_h, padded_w, self._prior(image, trimap))
             return self._run(batch)[:height, :width]
         return self._predict_tiled(image, trimap, unknown)
 
@@ -466,8 +380,8 @@ class Matter:
 
     def _tile_windows(self, height: int, width: int) -> Iterator[tuple[int, int, int, int]]:
         multiple = self.config.multiple
-        tile_h = min(self.tile, _round_up(height, multiple))
-        tile_w = min(self.tile, _round_up(width, multiple))
+        tile_h = min(self.tile, round_up(height, multiple))
+        tile_w = min(self.tile, round_up(width, multiple))
         for top in tile_origins(height, tile_h, self.overlap, multiple):
             for left in tile_origins(width, tile_w, self.overlap, multiple):
                 yield top, left, tile_h, tile_w
@@ -490,7 +404,7 @@ class Matter:
                 continue
             tile_image, tile_trimap = image[rows, cols], trimap[rows, cols]
             prior = self._prior(tile_image, tile_trimap)
-            batch = _network_input(tile_image, tile_trimap, tile_h, tile_w, prior)
+            batch = network_input(tile_image, tile_trimap, tile_h, tile_w, prior)
             alpha = self._run(batch)
             weight = np.outer(feather(tile_h, self.overlap), feather(tile_w, self.overlap))
             used_h, used_w = rows.stop - top, cols.stop - left
@@ -508,31 +422,3 @@ def _expected_retracing(record: logging.LogRecord) -> bool:
     alarm the user.
     """
     return "triggered tf.function retracing" not in record.getMessage()
-
-
-def restore_generator(ref: CheckpointRef, config) -> Any:
-    """Build the generator and restore it, mapping every failure to a one-line CheckpointError."""
-    import tensorflow as tf
-
-    from model.networks import build_generator
-    from model.tf_startup import start_runtime
-
-    start_runtime()  # before the first variable: quietly, wherever the runtime logs its devices
-    # The weights come from the checkpoint; never download ImageNet weights just to overwrite them.
-    generator = build_generator(dataclasses.replace(config, encoder_weights=None))
-    checkpoint = tf.train.Checkpoint(generator=generator)
-    try:
-        # The training checkpoint also holds the discriminator and optimizers; ignore them.
-        what = f"the architecture in {ref.run_dir / 'config.json'}"
-        restore_checkpoint(checkpoint, ref.path, partial=True, what=what)
-    except CheckpointError:
-        # A failed restore leaves deferred values behind, and TensorFlow logs them when the
-        # objects are collected; drop them now, quietly, so the error stays one line.
-        logger = tf.get_logger()
-        level = logger.level
-        logger.setLevel("ERROR")
-        del checkpoint, generator
-        gc.collect()
-        logger.setLevel(level)
-        raise
-    return generator

@@ -110,7 +110,7 @@ class OnnxGenerator:
             )
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """Alpha for a network-input batch (``model.inference._network_input`` builds one).
+        """Alpha for a network-input batch (``model.tiling.network_input`` builds one).
 
         Parameters
         ----------

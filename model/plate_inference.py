@@ -26,10 +26,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.checkpoints import CheckpointError, read_run_config, resolve_checkpoint
+from model.checkpoints import (
+    CheckpointError,
+    read_run_config,
+    resolve_checkpoint,
+    restore_generator,
+)
 from model.guided_filter import guided_upsample
 from model.images import ImageError, read_image
-from model.inference import DEFAULT_NETWORK_PIXELS, Matte, Matter, restore_generator
+from model.inference import DEFAULT_NETWORK_PIXELS, Matte, Matter
 
 ALIGN_SIDE = 512
 """ECC alignment runs on greyscale copies whose longer side is at most this many pixels."""

@@ -25,6 +25,7 @@ from model.checkpoints import (
     CheckpointError,
     read_run_config,
     resolve_checkpoint,
+    restore_generator,
 )
 
 
@@ -39,8 +40,6 @@ def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
         No such checkpoint, an unusable one, or ``out`` exists and ``force`` is false.
     """
     import tensorflow as tf
-
-    from model.inference import restore_generator
 
     out = Path(out)
     if out.exists() and not force:

@@ -53,7 +53,9 @@ from model.cli import ArgumentParser, first_interrupt_only, non_negative_int, po
 from model.images import MAX_PIXELS
 from scripts.engines import ENGINES, search_url
 from scripts.engines.browser import BrowserError, SearchError, start_browser
-from scripts.fetch import KINDS, Downloader, Job, Settings
+from scripts.fetch import Downloader, Job
+from scripts.transfer import Settings
+from scripts.vetting import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "scripts" / "raw"

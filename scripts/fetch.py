@@ -2,21 +2,18 @@
 
 Each URL goes through the same steps on a worker thread:
 
-1. **fetch** with a per-thread ``requests`` session: connect/read timeouts, retries with
-   exponential back-off on connection errors and HTTP 429/5xx (urllib3 ``Retry``), at most five
-   redirects, a size cap (a ``Content-Length`` over the cap is refused before the body is
-   read, and a streamed body is abandoned as soon as it passes the cap), and a total
-   ``deadline``: a server trickling its body a byte at a time never times out a single read,
-   so the body is read as it arrives and abandoned once the deadline has passed;
+1. **fetch** (``scripts/transfer.py``) with a per-thread ``requests`` session: connect/read
+   timeouts, retries with exponential back-off on connection errors and HTTP 429/5xx, at most
+   five redirects, a size cap, and a total ``deadline``, so a server trickling its body a byte
+   at a time cannot hold a worker;
 2. **de-duplicate** by the sha256 of the bytes (also against earlier runs' manifest records);
-3. **vet** the bytes, sniffing the format from the content (never the extension or
-   ``Content-Type``) with :func:`model.images.probe_image` and :func:`model.images.decode_image`,
-   which refuse images over ``max_pixels`` before decoding them. A foreground must have a useful
-   alpha channel (:func:`model.compositing.alpha_problem` with ``require_partial=True``: not
-   fully opaque, not a plain rectangle, some 0 < alpha < 1); a background must be opaque with a
-   shorter side of at least ``min_background`` pixels;
-4. **save** atomically under ``<sha256[:16]>``: foregrounds as RGBA PNG in ``foreground/``,
-   backgrounds in ``background/`` with their JPEG bytes untouched, other formats as RGB PNG;
+3. **vet** the bytes (``scripts/vetting.py``), sniffing the format from the content and
+   refusing images over ``max_pixels`` before decoding them. A foreground must have a useful
+   alpha channel (not fully opaque, not a plain rectangle, some 0 < alpha < 1); a background
+   must be opaque with a shorter side of at least ``min_background`` pixels;
+4. **save** atomically under ``<sha256[:16]>`` (``scripts/vetting.py``): foregrounds as RGBA PNG
+   in ``foreground/``, backgrounds in ``background/`` with their JPEG bytes untouched, other
+   formats as RGB PNG;
 5. **record** one line in ``manifest.jsonl`` (:func:`model.manifest.append_record`) with
    status ``kept``, ``rejected`` (the content is unsuitable), ``failed`` (network or HTTP
    error) or ``duplicate``, and the reason.
@@ -40,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import re
 import sys
 import threading
 import time
@@ -49,32 +45,16 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import requests
-from requests.adapters import HTTPAdapter
 from tqdm import tqdm
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError
-from urllib3.util.retry import Retry
 
-from model.compositing import alpha_problem
-from model.images import MAX_PIXELS, ImageError, decode_image, probe_image, write_bytes, write_png
 from model.manifest import append_record, read_records
+from scripts.transfer import Interrupted, Refused, Settings, fetch, make_session
+from scripts.vetting import KINDS, remove_stale_temps, save, vet
 
-KINDS = ("foreground", "background")
 STATUSES = ("kept", "rejected", "failed", "duplicate")
-RETRY_STATUSES = (429, 500, 502, 503, 504)
-MAX_REDIRECTS = 5
-CHUNK_BYTES = 64 * 1024
 CANCEL_GRACE = 1.0
 """Seconds a cancelled :class:`Downloader` waits for running downloads before abandoning them."""
-JPEG_FORMATS = ("JPEG", "MPO")
-DEFAULT_USER_AGENT = (
-    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
-    " Chrome/124.0 Safari/537.36"
-)
-
-# What atomic_path leaves behind when the process is killed mid-write: ".<name>.<random>.tmp".
-_STALE_TEMP = re.compile(r"^\.[0-9a-f]{16}\.(png|jpg)\..+\.tmp$")
 
 
 @dataclass(frozen=True)
@@ -92,265 +72,6 @@ class Job:
     engine: str | None = None
     page_url: str | None = None
     search_url: str | None = None
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Download and vetting limits.
-
-    Attributes
-    ----------
-    timeout : float
-        Seconds to wait to connect, and for each read of the response.
-    deadline : float
-        Seconds one download may take in all, from the request to the last byte of the body
-        (retries included); a slower one fails with reason "too slow".
-    retries : int
-        Retries after a connection error or an HTTP 429/500/502/503/504 answer; the waits
-        between them are ``backoff * 2**(n-1)`` seconds after the first immediate retry.
-    backoff : float
-        Back-off factor in seconds. ``Retry-After`` is not honoured: a server asking for minutes
-        would stall a worker.
-    max_bytes : int
-        Largest response body accepted, in bytes.
-    max_pixels : int
-        Largest image (width x height) decoded; bigger ones are refused from their header.
-    min_background : int
-        Smallest shorter side of a background, in pixels.
-    user_agent : str
-        Sent with every request (``scripts/download.py`` uses the browser's).
-    """
-
-    timeout: float = 20.0
-    deadline: float = 120.0
-    retries: int = 3
-    backoff: float = 0.5
-    max_bytes: int = 20_000_000
-    max_pixels: int = MAX_PIXELS
-    min_background: int = 512
-    user_agent: str = DEFAULT_USER_AGENT
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of vetting one image: ``status`` is "kept" or "rejected"."""
-
-    status: str
-    reason: str | None
-    width: int | None = None
-    height: int | None = None
-    format: str | None = None
-    pixels: np.ndarray | None = None
-
-
-class Interrupted(Exception):
-    """A download stopped because its Downloader was cancelled; it gets no record."""
-
-
-class Refused(Exception):
-    """A download that ends before vetting; carries its manifest ``status`` and ``reason``."""
-
-    def __init__(self, status: str, reason: str):
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-
-
-def make_session(settings: Settings) -> requests.Session:
-    """A ``requests`` session with the retry policy of ``settings`` mounted for http(s)."""
-    retry = Retry(
-        total=settings.retries,
-        connect=settings.retries,
-        read=0,
-        status=settings.retries,
-        other=0,
-        backoff_factor=settings.backoff,
-        backoff_max=30.0,
-        status_forcelist=RETRY_STATUSES,
-        allowed_methods=frozenset({"GET"}),
-        raise_on_status=False,
-        respect_retry_after_header=False,
-    )
-    session = requests.Session()
-    session.max_redirects = MAX_REDIRECTS
-    session.headers.update({"User-Agent": settings.user_agent, "Accept": "image/*,*/*;q=0.8"})
-    adapter = HTTPAdapter(max_retries=retry)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _network_reason(error: requests.RequestException) -> str:
-    # requests re-raises a read timeout while streaming as a ConnectionError.
-    if isinstance(error, requests.Timeout) or "timed out" in str(error).lower():
-        return "timeout"
-    if isinstance(error, requests.TooManyRedirects):
-        return f"too many redirects (over {MAX_REDIRECTS})"
-    if isinstance(error, (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema)):
-        return "invalid URL"
-    if isinstance(error, requests.ConnectionError):
-        text = str(error)
-        if "NameResolutionError" in text or "Name or service not known" in text:
-            return "connection failed (host not found)"
-        if "Connection refused" in text:
-            return "connection failed (refused)"
-        return "connection failed"
-    return f"request failed ({type(error).__name__})"
-
-
-def _body_chunks(response: requests.Response):
-    """The body as it arrives, each piece as soon as one read returns it.
-
-    ``iter_content`` waits for a whole chunk, which a trickling server takes hours to fill;
-    errors are wrapped as ``iter_content`` wraps them.
-    """
-    try:
-        while chunk := response.raw.read1(CHUNK_BYTES, decode_content=True):
-            yield chunk
-    except ProtocolError as error:
-        raise requests.exceptions.ChunkedEncodingError(error) from None
-    except DecodeError as error:
-        raise requests.exceptions.ContentDecodingError(error) from None
-    except ReadTimeoutError as error:
-        raise requests.ConnectionError(error) from None
-
-
-def fetch(
-    session: requests.Session,
-    url: str,
-    settings: Settings,
-    referer: str | None = None,
-    stop: threading.Event | None = None,
-):
-    """Download ``url`` into memory, refusing bodies over ``settings.max_bytes``.
-
-    The body must arrive within ``settings.deadline`` seconds of the request. ``stop``, when
-    set, ends the download at its next read with :class:`Interrupted`.
-
-    Returns
-    -------
-    (bytes, str)
-        The body and the final URL after redirects.
-
-    Raises
-    ------
-    Refused
-        ``failed`` for network and HTTP errors and for a missed deadline, ``rejected`` for a
-        body over the cap.
-    Interrupted
-        ``stop`` was set.
-    """
-    headers = {"Referer": referer} if referer else {}
-    timeout = (settings.timeout, settings.timeout)
-    started = time.monotonic()
-    too_slow = f"too slow (not complete within --deadline {settings.deadline:g} s)"
-    try:
-        with session.get(url, stream=True, timeout=timeout, headers=headers) as response:
-            if response.status_code >= 400:
-                raise Refused("failed", f"HTTP {response.status_code}")
-            too_large = f"too large (over --max-bytes {settings.max_bytes:,} bytes)"
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > settings.max_bytes:
-                raise Refused("rejected", too_large)
-            body = bytearray()
-            for chunk in _body_chunks(response):
-                if stop is not None and stop.is_set():
-                    raise Interrupted(url)
-                if time.monotonic() - started > settings.deadline:
-                    raise Refused("failed", too_slow)
-                body += chunk
-                if len(body) > settings.max_bytes:
-                    raise Refused("rejected", too_large)
-            return bytes(body), response.url
-    except (Refused, Interrupted):
-        raise
-    except requests.RequestException as error:
-        raise Refused("failed", _network_reason(error)) from None
-    # A hostile server can push http.client/urllib3 into errors requests does not wrap; one
-    # URL must never end the run.
-    except Exception as error:
-        raise Refused("failed", f"request failed ({type(error).__name__})") from None
-
-
-def vet(data: bytes, kind: str, settings: Settings, name: str = "<bytes>") -> Verdict:
-    """Decide whether downloaded bytes make a usable foreground or background.
-
-    Parameters
-    ----------
-    data : bytes
-        The encoded image, format unknown.
-    kind : {"foreground", "background"}
-    settings : Settings
-        ``max_pixels`` and ``min_background`` are used.
-    name : str
-        What to call the image in reasons.
-
-    Returns
-    -------
-    Verdict
-        ``kept`` with ``pixels`` (float32 HxWx4 RGBA in [0, 1] for foregrounds and backgrounds
-        with an alpha channel, else HxWx3 RGB; EXIF orientation applied), or
-        ``rejected`` with a reason: the decoder's (not an image, too many pixels, truncated...),
-        an alpha problem for foregrounds ("fully opaque", "plain rectangle",
-        "no partial transparency", "fully transparent"), or for backgrounds "not opaque" /
-        "too small".
-    """
-    try:
-        info = probe_image(data, name)
-        if kind == "background" and min(info.width, info.height) < settings.min_background:
-            return Verdict(
-                "rejected",
-                f"too small ({info.width}x{info.height}; shorter side under"
-                f" --min-background {settings.min_background})",
-                info.width,
-                info.height,
-                info.format,
-            )
-        keep_alpha = kind == "foreground" or info.has_alpha
-        pixels = decode_image(data, name, keep_alpha=keep_alpha, max_pixels=settings.max_pixels)
-    except ImageError as error:
-        return Verdict("rejected", error.problem)
-    # Hostile files make PIL's decoders raise arbitrary exception types; one must not end the run.
-    except Exception as error:
-        return Verdict("rejected", f"cannot decode image ({type(error).__name__})")
-    height, width = pixels.shape[:2]
-    if kind == "foreground":
-        problem = alpha_problem(pixels[..., 3], require_partial=True)
-    elif pixels.shape[2] == 4 and (pixels[..., 3] < 1.0).any():
-        problem = "not opaque (has transparent pixels)"
-    else:
-        problem = None
-    if problem:
-        return Verdict("rejected", problem, width, height, info.format)
-    return Verdict("kept", None, width, height, info.format, pixels)
-
-
-def save(out_dir: Path, kind: str, digest: str, data: bytes, verdict: Verdict) -> str:
-    """Write a kept image atomically; return its path relative to ``out_dir``."""
-    if kind == "foreground":
-        relative = f"foreground/{digest[:16]}.png"
-        write_png(out_dir / relative, verdict.pixels)
-    elif verdict.format in JPEG_FORMATS:
-        relative = f"background/{digest[:16]}.jpg"
-        write_bytes(out_dir / relative, data)
-    else:
-        relative = f"background/{digest[:16]}.png"
-        write_png(out_dir / relative, verdict.pixels[..., :3])
-    return relative
-
-
-def remove_stale_temps(out_dir: Path) -> int:
-    """Delete temp files a killed run left in ``foreground/`` and ``background/``; count them."""
-    removed = 0
-    for kind in KINDS:
-        folder = out_dir / kind
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if _STALE_TEMP.match(path.name):
-                path.unlink(missing_ok=True)
-                removed += 1
-    return removed
 
 
 class Downloader:

@@ -5,7 +5,7 @@ The photographs are the freely licensed sample images that ship inside the sciki
 with its licence and author as scikit-image's docstrings state them; only public-domain and CC0
 images are used. Colour photographs give backgrounds and foreground textures their photographic
 colour statistics; the greyscale CC0 texture photographs (brick, grass, gravel, camera) are
-coloured through a palette of ``scripts/procedural.py``, dark to light, so they keep their
+coloured through a palette of ``scripts/drawing.py``, dark to light, so they keep their
 photographic structure.
 
 A crop (``photo_crop``) is a pure function of a ``numpy.random.Generator``: a random window of
@@ -24,7 +24,7 @@ import skimage
 import skimage.data
 
 from model.compositing import colour_matrix
-from scripts import procedural
+from scripts import drawing
 
 PACKAGE = "scikit-image"
 
@@ -102,7 +102,7 @@ def photo_crop(
     info : dict
         JSON-ready provenance: ``source``, ``package``, ``version``, ``licence``, ``credit``,
         ``window`` [top, left, height, width] in the photo, ``flip``, ``quarter_turns``,
-        ``palette`` (index into ``procedural.PALETTES`` that coloured a greyscale photo, else
+        ``palette`` (index into ``drawing.PALETTES`` that coloured a greyscale photo, else
         None), and the colour shift ``hue`` (degrees), ``saturation``, ``brightness``.
 
     The pixels are the window (a greyscale photo mapped through the palette, dark to light),
@@ -120,10 +120,10 @@ def photo_crop(
     crop = pixels[top : top + crop_height, left : left + crop_width]
     palette = None
     if crop.ndim == 2:
-        palette = int(rng.integers(len(procedural.PALETTES)))
-        colours = procedural.PALETTES[palette]
+        palette = int(rng.integers(len(drawing.PALETTES)))
+        colours = drawing.PALETTES[palette]
         dark_to_light = colours[np.argsort(colours @ np.array([0.299, 0.587, 0.114]))]
-        crop = procedural.gradient_map(crop, dark_to_light)
+        crop = drawing.gradient_map(crop, dark_to_light)
     crop = np.rot90(crop, turns)
     if flip:
         crop = crop[:, ::-1]

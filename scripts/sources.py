@@ -16,9 +16,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
 from model.compositing import alpha_problem
 from model.images import ImageError, read_alpha, read_image
+from scripts.parallel import Workers
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 
@@ -256,3 +258,28 @@ def check_input(job: tuple[str, object]) -> tuple[str, object, str | None]:
     if kind == "foreground":
         return kind, *check_foreground(payload)
     return kind, *check_background(payload)
+
+
+def check_inputs(
+    workers: Workers,
+    foregrounds: list[Foreground],
+    backgrounds: list[Background],
+    max_size: int,
+    skipped: list[dict],
+) -> tuple[list[Foreground], list[Background]]:
+    """Decode every input once; return the usable ones sorted by name, add the rest to
+    ``skipped``."""
+    jobs: list[tuple[str, object]] = [("foreground", (fg, max_size)) for fg in foregrounds]
+    jobs += [("background", bg) for bg in backgrounds]
+    usable: dict[str, list] = {"foreground": [], "background": []}
+    results = workers.imap_unordered(check_input, jobs)
+    for kind, item, reason in tqdm(results, total=len(jobs), desc="check", unit="file"):
+        if reason is None:
+            usable[kind].append(item)
+        else:
+            path = item.image if kind == "foreground" else item.path
+            skipped.append(skipped_record(kind, path, reason))
+    return (
+        sorted(usable["foreground"], key=lambda f: f.name),
+        sorted(usable["background"], key=lambda b: b.name),
+    )

@@ -6,6 +6,7 @@ backgrounds of each foreground, all by stable hashes of names and ``--seed`` (ne
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 from scripts.sources import Background
 
@@ -107,3 +108,29 @@ def choose_backgrounds(
     """
     ranked = sorted(pool, key=lambda b: (unit_hash(seed, "pair", foreground, b.name), b.name))
     return ranked[:count]
+
+
+def misplaced_samples(
+    out: Path, splits: dict[str, str], pools: dict[str, list[Background]]
+) -> list[Path]:
+    """Images of earlier runs whose foreground or background now belongs to another split.
+
+    A re-run with another ``--seed`` or other fractions, or with foregrounds added to a small
+    set, can assign a foreground elsewhere; its old samples would then put it in two splits.
+    Samples of foregrounds or backgrounds no longer used are not counted.
+    """
+    backgrounds = {b.name for pool in pools.values() for b in pool}
+    misplaced = []
+    for split in SPLITS:
+        pool = {b.name for b in pools[split]}
+        for path in sorted((out / split / "image").glob("*.png")):
+            # Names never start or end with "_", but may contain "__": try every separator.
+            at = path.stem.find("__")
+            while at > 0:
+                fg, bg = path.stem[:at], path.stem[at + 2 :]
+                if fg in splits and bg in backgrounds:
+                    if splits[fg] != split or bg not in pool:
+                        misplaced.append(path)
+                    break
+                at = path.stem.find("__", at + 1)
+    return misplaced

@@ -30,6 +30,8 @@ from model.classical import closed_form_prior, has_prior
 from model.compositing import fit_background
 from model.images import read_image, read_trimap, to_uint8
 from scripts import combine, degrade, sources, splits, synthesize
+from scripts import samples as sample_files
+from scripts.samples import PARTS, PRIOR_PART
 from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +66,7 @@ def names(out: Path, split: str, part: str = "image") -> set[str]:
 
 def all_samples(out: Path) -> dict[str, str]:
     """sample name -> split, for every sample whose image exists."""
-    return {name: split for split in combine.SPLITS for name in names(out, split)}
+    return {name: split for split in splits.SPLITS for name in names(out, split)}
 
 
 def records(out: Path) -> list[dict]:
@@ -110,7 +112,7 @@ def save(path: Path, array: np.ndarray, mode: str | None = None, **options) -> P
 def check_sample(out: Path, split: str, name: str) -> dict[str, np.ndarray]:
     """Decode all five files of a sample, check modes and sizes, return the arrays by part."""
     parts = {}
-    for part in combine.PARTS:
+    for part in PARTS:
         mode, array = load(out / split / part / f"{name}.png")
         assert mode == ("L" if part in ("trimap", "alpha") else "RGB"), (part, name, mode)
         parts[part] = array
@@ -171,10 +173,10 @@ def background_only_raw(raw: Path, folder: Path, count: int = 4) -> Path:
 
 def test_layout_five_files_of_one_size_per_sample(dataset):
     out, _ = dataset
-    for split in combine.SPLITS:
+    for split in splits.SPLITS:
         samples = names(out, split)
         assert samples, f"{split} is empty"
-        for part in combine.PARTS:
+        for part in PARTS:
             assert names(out, split, part) == samples, (split, part)
         for name in samples:
             parts = check_sample(out, split, name)
@@ -190,7 +192,7 @@ def test_sample_counts_follow_per_fg_and_the_manifest(dataset, raw):
     per_split = {"train": PER_FG, "val": TEST_PER_FG, "test": TEST_PER_FG}
     kept = kept_samples(out)
     assert Counter(r["name"] for r in kept) == Counter(all_samples(out).keys())  # one each
-    for split in combine.SPLITS:
+    for split in splits.SPLITS:
         count = run["foregrounds"][split] * per_split[split]
         assert len(names(out, split)) == count
         assert f"{split:5s}: {run['foregrounds'][split]} foregrounds, {count} samples" in stdout
@@ -202,14 +204,14 @@ def test_sample_counts_follow_per_fg_and_the_manifest(dataset, raw):
 
 def test_no_foreground_or_background_in_two_splits(dataset, raw):
     out, _ = dataset
-    fgs = {split: set() for split in combine.SPLITS}
-    bgs = {split: set() for split in combine.SPLITS}
+    fgs = {split: set() for split in splits.SPLITS}
+    bgs = {split: set() for split in splits.SPLITS}
     for record in kept_samples(out):
         fgs[record["split"]].add(Path(record["fg"]).name)
         bgs[record["split"]].add(Path(record["bg"]).name)
     for name, split in all_samples(out).items():
         assert name.split("__")[0] + ".png" in fgs[split]
-    train, val, test = (fgs[split] for split in combine.SPLITS)
+    train, val, test = (fgs[split] for split in splits.SPLITS)
     assert not (train & val or train & test or val & test)
     assert train | val | test == {p.name for p in (raw / "foreground").iterdir()}
     # Six backgrounds are enough for disjoint pools here, so the run did not share them.
@@ -401,29 +403,29 @@ def test_failure_in_the_middle_of_a_sample_leaves_no_image(
     """Deterministic version of the kill: the run stops while writing a sample's third file."""
     out = tmp_path / "data"
     written = []
-    real_write_png = combine.write_png
+    real_write_png = sample_files.write_png
 
     def write_png(path, array, **options):
-        if len(written) == 2 + len(combine.PARTS):  # the third file of the second sample
+        if len(written) == 2 + len(PARTS):  # the third file of the second sample
             if isinstance(failure, OSError):
                 raise OSError(failure.errno, failure.strerror, str(path))
             raise failure
         written.append(Path(path))
         real_write_png(path, array, **options)
 
-    monkeypatch.setattr(combine, "write_png", write_png)
+    monkeypatch.setattr(sample_files, "write_png", write_png)
     args = ["--per-fg", 1, "--test-per-fg", 1]
     assert run_combine(raw, out, *args) == code
     # The second sample got its trimap and alpha; the third file was being written.
     second = written[-1]
-    path = second.parent.parent / combine.PARTS[2] / second.name
+    path = second.parent.parent / PARTS[2] / second.name
     lines = error_lines(capsys.readouterr().err)
     assert lines == ["error: " + message.format(out=out, path=path)]
     assert list(all_samples(out)) == [written[0].stem]  # only the first sample is complete
     assert [p for p in out.rglob("*") if p.suffix == ".tmp"] == []
     assert [r["name"] for r in kept_samples(out)] == [written[0].stem]
 
-    monkeypatch.setattr(combine, "write_png", real_write_png)
+    monkeypatch.setattr(sample_files, "write_png", real_write_png)
     assert run_combine(raw, out, *args) == 0
     stdout = capsys.readouterr().out
     new = sum(int(n) for n in re.findall(r"\((\d+) new,", stdout))
@@ -694,7 +696,7 @@ def test_priors_are_the_closed_form_mattes_of_the_stored_samples(dataset):
     for name, split in all_samples(out).items():
         image = read_image(out / split / "image" / f"{name}.png")
         trimap = read_trimap(out / split / "trimap" / f"{name}.png")
-        mode, stored = load(out / split / combine.PRIOR_PART / f"{name}.png")
+        mode, stored = load(out / split / PRIOR_PART / f"{name}.png")
         assert mode.startswith("I;16") or stored.dtype == np.uint16, mode
         expected = closed_form_prior(image, trimap)
         np.testing.assert_allclose(stored / 65535.0, expected, atol=0.5 / 65535 + 1e-6)
@@ -707,13 +709,13 @@ def test_no_prior_then_a_rerun_adds_only_the_priors(raw, tmp_path):
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_combine(raw, out, *flags) == 0
     samples = all_samples(out)
-    assert samples and not any((out / s / combine.PRIOR_PART).exists() for s in combine.SPLITS)
+    assert samples and not any((out / s / PRIOR_PART).exists() for s in splits.SPLITS)
     before = {p: p.read_bytes() for p in out.rglob("*.png")}
     with contextlib.redirect_stdout(io.StringIO()):
         assert run_combine(raw, out, *flags[:-1]) == 0
     assert {p: p.read_bytes() for p in before} == before
     for name, split in samples.items():
-        assert (out / split / combine.PRIOR_PART / f"{name}.png").is_file()
+        assert (out / split / PRIOR_PART / f"{name}.png").is_file()
 
 
 # ---------------------------------------------------------------------------------------------

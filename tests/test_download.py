@@ -29,7 +29,8 @@ from PIL import Image
 
 from scripts import download
 from scripts.engines import ENGINES, search_url
-from scripts.fetch import Downloader, Job, Settings
+from scripts.fetch import Downloader, Job
+from scripts.transfer import Settings
 from tests.loopback_site import LoopbackSite, Resource
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -30,9 +30,10 @@ from model.compositing import shrink_trimap
 from model.export import DynamicUpSampling2D, export_generator, load_generator
 from model.export_contract import ContractError, contract_path, read_contract
 from model.images import read_image, read_trimap
-from model.inference import _network_input, clamp_to_trimap
+from model.inference import clamp_to_trimap
 from model.networks import ModelConfig, build_generator
 from model.onnx_runner import OnnxGenerator
+from model.tiling import network_input
 from scripts.export import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,7 +51,7 @@ def sample() -> np.ndarray:
     image = read_image(REPO / "docs" / "demo" / "photo.png")
     image = cv2.resize(image, (WORKING, WORKING), interpolation=cv2.INTER_AREA)
     trimap = shrink_trimap(read_trimap(REPO / "docs" / "demo" / "trimap.png"), WORKING, WORKING)
-    return _network_input(image, trimap, WORKING, WORKING)
+    return network_input(image, trimap, WORKING, WORKING)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def snapshot_sample(sample) -> np.ndarray:
     if config.prior is None:
         return sample
     image, trimap = sample[0, :, :, :3], sample[0, :, :, 3]
-    return _network_input(image, trimap, WORKING, WORKING, closed_form_prior(image, trimap))
+    return network_input(image, trimap, WORKING, WORKING, closed_form_prior(image, trimap))
 
 
 def _randomise_batch_norm(generator: keras.Model, seed: int) -> None:

@@ -14,18 +14,10 @@ import tensorflow as tf
 
 from model.checkpoints import CheckpointError
 from model.classical import closed_form_prior
-from model.inference import (
-    CONTEXT,
-    Matte,
-    Matter,
-    clamp_to_trimap,
-    estimate_foreground,
-    feather,
-    tile_origins,
-    unknown_window,
-)
+from model.inference import Matte, Matter, clamp_to_trimap, estimate_foreground
 from model.networks import ModelConfig, build_generator
 from model.networks.generator import PRIOR_EPSILON
+from model.tiling import CONTEXT, feather, tile_origins, unknown_window
 
 # No batch-statistics normalisation: a pixel's output depends only on its receptive field, so a
 # tiled prediction can be compared with the whole-image one.

@@ -22,7 +22,7 @@ from PIL import Image
 
 from model.compositing import colour_matrix
 from model.manifest import read_records
-from scripts import photos, procedural, synthesize
+from scripts import drawing, photos, procedural, synthesize
 from tests.ctrl_c import interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -366,9 +366,9 @@ def test_photo_background_is_the_recorded_window_of_the_photo(raw):
         top, left, height, width = info["window"]
         crop = photos.load(info["source"])[top : top + height, left : left + width]
         if crop.ndim == 2:
-            colours = procedural.PALETTES[info["palette"]]
+            colours = drawing.PALETTES[info["palette"]]
             order = np.argsort(colours @ np.array([0.299, 0.587, 0.114]))
-            crop = procedural.gradient_map(crop, colours[order])
+            crop = drawing.gradient_map(crop, colours[order])
         crop = np.rot90(crop, info["quarter_turns"])
         crop = np.ascontiguousarray(crop[:, ::-1] if info["flip"] else crop)
         size = (record["width"], record["height"])

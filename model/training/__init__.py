@@ -5,6 +5,8 @@ one module each:
 
 * ``settings`` -- :class:`TrainSettings`, every training default in one place, stored in
   ``config.json``; run folders (:func:`new_run_name`, :func:`start_run`, :func:`resume_target`).
+* ``plan`` -- :func:`plan_run`: ``train.py``'s flags to a new or a resumed run (model config,
+  settings, dataset, checkpoint), checked before anything is written.
 * ``distribute`` -- :func:`make_strategy`: ``tf.distribute`` strategy: none, Mirrored over the
   local GPUs (or logical CPUs), or MultiWorkerMirrored from ``TF_CONFIG``.
 * ``gan`` -- :class:`MattingGAN`, a ``keras.Model`` holding the generator G and the
@@ -68,6 +70,14 @@ from model.training.gan import (
     warm_start,
 )
 from model.training.loop import StopRequest, TrainResult, train, train_loop
+from model.training.plan import (
+    MODEL_FLAGS,
+    RunPlan,
+    check_data,
+    model_config,
+    older_checkpoint_hint,
+    plan_run,
+)
 from model.training.settings import (
     CONFIG_VERSION,
     DISTRIBUTE_CHOICES,
@@ -86,6 +96,7 @@ __all__ = [
     "DISTRIBUTE_CHOICES",
     "D_KEYS",
     "G_KEYS",
+    "MODEL_FLAGS",
     "PANEL_HEIGHT",
     "VALIDATION_KEYS",
     "CheckpointCallback",
@@ -94,12 +105,14 @@ __all__ = [
     "ProgressCallback",
     "RunCheckpoint",
     "RunError",
+    "RunPlan",
     "ScalarCallback",
     "StopRequest",
     "TrainResult",
     "TrainSettings",
     "ValidationCallback",
     "build_model",
+    "check_data",
     "check_run_name",
     "data_seed",
     "is_chief",
@@ -108,8 +121,11 @@ __all__ = [
     "make_strategy",
     "make_timelapse",
     "make_train_function",
+    "model_config",
     "model_inputs",
     "new_run_name",
+    "older_checkpoint_hint",
+    "plan_run",
     "read_run_config",
     "read_validation_history",
     "resume_target",
