@@ -121,9 +121,9 @@ def has_split(root: str | os.PathLike, split: str) -> bool:
 def target_trimap(target: np.ndarray, *, soft: bool, band: float = TRIMAP_BAND) -> np.ndarray:
     """The 3-class target of one image from its alpha (``soft``) or mask.
 
-    With ``r = round(band * min(H, W))``, a mask is first made hard, ``m = [target >= 0.5]``
-    (an alpha is used as it is), then ``model.compositing.trimap_from_alpha`` with an elliptical
-    kernel of diameter ``2 r + 1``::
+    With ``r = max(1, round(band * min(H, W)))`` (``r = 0`` for ``band == 0``), a mask is first
+    made hard, ``m = [target >= 0.5]`` (an alpha is used as it is), then
+    ``model.compositing.trimap_from_alpha`` with an elliptical kernel of diameter ``2 r + 1``::
 
         foreground = erode([m == 1], K)    background = erode([m == 0], K)    else unknown
 
@@ -145,7 +145,8 @@ def target_trimap(target: np.ndarray, *, soft: bool, band: float = TRIMAP_BAND) 
     if not 0.0 <= band <= 0.5:
         raise ValueError(f"band must be in [0, 0.5], got {band}")
     alpha = target if soft else (target >= 0.5).astype(np.float32)
-    radius = round(band * min(target.shape))
+    # At least one pixel: on a small image a hard mask edge would otherwise get no band at all.
+    radius = max(1, round(band * min(target.shape))) if band > 0 else 0
     return trimap_from_alpha(alpha, kernel_size=2 * radius + 1)
 
 
