@@ -260,3 +260,39 @@ def test_a_matting_run_is_refused_as_trimap_model(tmp_path):
     shutil.copytree(ROOT / "log" / "pretrained", tmp_path / "m")
     with pytest.raises(CheckpointError, match="a matting model, not a trimap network"):
         NetworkTrimapper(tmp_path / "m")
+
+
+# --- one-line errors of the new command-line paths ---------------------------------------------
+
+
+def _run(*args: str, cwd: Path) -> tuple[int, list[str]]:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    # TensorFlow's C++ start-up notices are not ours.
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert "Traceback" not in result.stderr
+    return result.returncode, lines
+
+
+def test_bad_input_of_the_new_paths_gives_one_line(tmp_path):
+    photo = tmp_path / "photo.png"
+    cv2.imwrite(str(photo), np.full((8, 8, 3), 128, np.uint8))
+    missing = tmp_path / "no-such-run"
+    shutil.copytree(ROOT / "log" / "pretrained", tmp_path / "matting")
+    code, lines = _run(str(ROOT / "train.py"), str(tmp_path / "empty"), "--task", "trimap",
+                       "--log-dir", str(tmp_path / "log"), cwd=tmp_path)  # fmt: skip
+    assert code == 2 and lines == [f"error: {tmp_path / 'empty'}: no such folder"]
+    for tool in ("generate_trimaps.py", "eval.py"):
+        outputs = [] if tool == "generate_trimaps.py" else [str(tmp_path / "out.png")]
+        code, lines = _run(str(ROOT / tool), str(photo), *outputs, "--trimap-model",
+                           str(missing), cwd=tmp_path)  # fmt: skip
+        assert code == 2 and lines == [f"error: {missing}: no such checkpoint"], tool
+        code, lines = _run(str(ROOT / tool), str(photo), *outputs, "--trimap-model",
+                           str(tmp_path / "matting"), cwd=tmp_path)  # fmt: skip
+        assert code == 2 and len(lines) == 1, tool
+        assert "a matting model, not a trimap network" in lines[0], tool
+    assert not (tmp_path / "photo_trimap.png").exists() and not (tmp_path / "out.png").exists()
