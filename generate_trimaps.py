@@ -97,12 +97,6 @@ def run(options: argparse.Namespace) -> int:
         settings = auto_trimap_settings(options)
     except ValueError as error:
         raise UsageError(str(error)) from None
-    # Checked now (the file or checkpoint exists); the network loads at the first image.
-    trimapper = make_trimapper(
-        options.trimap_model,
-        saliency_weights=options.saliency_weights,
-        settings=settings,
-    )
     if options.out is not None and options.out.exists() and not options.out.is_dir():
         raise UsageError(f"{options.out}: --out must be a folder, but this is a file")
     jobs, messages = plan(options.images, options.out)
@@ -114,6 +108,7 @@ def run(options: argparse.Namespace) -> int:
             status = BAD_INPUT
             if options.stop_on_error:
                 return status
+    trimapper = None
     for image_path, target in tqdm(
         jobs, desc="trimaps", unit="image", file=sys.stderr, disable=len(jobs) < 2
     ):
@@ -124,7 +119,11 @@ def run(options: argparse.Namespace) -> int:
             if target.resolve() in inputs:
                 raise ImageError(image_path, f"its trimap {target} is an input; not overwritten")
             image = read_image(image_path)
-            # The network loads at the first call: a run with nothing to do never starts it.
+            if trimapper is None:  # only now: a run with nothing to do never starts TensorFlow
+                trimapper = make_trimapper(
+                    options.trimap_model, saliency_weights=options.saliency_weights,
+                    settings=settings,
+                )  # fmt: skip
             trimap = trimapper(image)
             try:
                 write_png(target, trimap_to_uint8(trimap))
