@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from model.auto_trimap import SaliencyWeightsError, is_trimap_name, trimap_path
+from model.checkpoints import CheckpointError
 from model.cli import (
     BAD_INPUT,
     RUNTIME_FAILURE,
@@ -41,6 +42,7 @@ from model.cli import (
 )
 from model.images import ImageError, read_image, trimap_to_uint8, write_png
 from model.tf_startup import install as quiet_tensorflow
+from model.trimap_inference import make_trimapper
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,8 +93,6 @@ def plan(images: list[Path], out: Path | None) -> tuple[list[tuple[Path, Path]],
 def run(options: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from model.auto_trimap import auto_trimap, load_saliency_model
-
     try:
         settings = auto_trimap_settings(options)
     except ValueError as error:
@@ -108,7 +108,7 @@ def run(options: argparse.Namespace) -> int:
             status = BAD_INPUT
             if options.stop_on_error:
                 return status
-    model = None
+    trimapper = None
     for image_path, target in tqdm(
         jobs, desc="trimaps", unit="image", file=sys.stderr, disable=len(jobs) < 2
     ):
@@ -119,9 +119,12 @@ def run(options: argparse.Namespace) -> int:
             if target.resolve() in inputs:
                 raise ImageError(image_path, f"its trimap {target} is an input; not overwritten")
             image = read_image(image_path)
-            if model is None:  # only now: a run with nothing to do never starts TensorFlow
-                model = load_saliency_model(options.saliency_weights)
-            trimap = auto_trimap(model, image, **settings)
+            if trimapper is None:  # only now: a run with nothing to do never starts TensorFlow
+                trimapper = make_trimapper(
+                    options.trimap_model, saliency_weights=options.saliency_weights,
+                    settings=settings,
+                )  # fmt: skip
+            trimap = trimapper(image)
             try:
                 write_png(target, trimap_to_uint8(trimap))
             except OSError as error:
@@ -141,7 +144,7 @@ def main(args: list[str] | None = None) -> int:
     quiet_tensorflow()  # before the saliency model imports TensorFlow: notices off stderr
     try:
         return run(options)
-    except (SaliencyWeightsError, UsageError) as error:
+    except (SaliencyWeightsError, CheckpointError, UsageError) as error:
         print(f"error: {error}", file=sys.stderr)
         return BAD_INPUT
     except KeyboardInterrupt:

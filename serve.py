@@ -45,7 +45,7 @@ import sys
 
 import uvicorn
 
-from model.auto_trimap import AutoTrimapper, SaliencyWeightsError
+from model.auto_trimap import SaliencyWeightsError
 from model.checkpoints import CheckpointError
 from model.cli import (
     ArgumentParser,
@@ -58,6 +58,7 @@ from model.plate_inference import PlateMatter
 from model.server import MB, allowed_host_names, create_app
 from model.server.guards import bind_socket, is_loopback
 from model.tf_startup import install as quiet_tensorflow
+from model.trimap_inference import make_trimapper
 
 
 def build_parser() -> ArgumentParser:
@@ -175,10 +176,13 @@ def main(args: list[str] | None = None) -> int:
     problem = _validate(options)
     try:
         # Checked now (the file exists, the thresholds fit); the network loads at first use.
-        trimapper = AutoTrimapper(
-            options.saliency_weights, **auto_trimap_settings(options, prefix="trimap-")
+        trimapper = make_trimapper(
+            options.trimap_model,
+            saliency_weights=options.saliency_weights,
+            settings=auto_trimap_settings(options, prefix="trimap-"),
+            log_dir=options.log_dir,
         )
-    except (SaliencyWeightsError, ValueError) as error:
+    except (SaliencyWeightsError, CheckpointError, ValueError) as error:
         problem = problem or str(error)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

@@ -11,6 +11,10 @@ Examples
     python3 train.py scripts/data --task plate --base-filters 16 --crop-size 256
                                                         # image + clean plate -> alpha
     python3 train.py scripts/data --encoder mobilenetv2 --mixed-precision   # on a GPU
+    python3 train.py scripts/data --task trimap --crop-size 256 --base-filters 8
+                                                        # image -> 3-class trimap (MobileNetV2)
+    python3 scripts/duts.py --zip DUTS-TR.zip --out data/duts    # or --url URL to download
+    python3 train.py data/duts --task trimap             # the trimap network on DUTS
     python3 train.py --resume                            # continue the newest run where it stopped
     python3 train.py --run hair --resume --steps 40000   # continue 'hair' up to step 40000
     python3 train.py --run hair --resume --checkpoint -2 # restart from the checkpoint before last
@@ -119,8 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--task",
         choices=TASKS,
         default=model.task,
-        help="trimap: image + trimap -> alpha; plate: image + clean background plate -> alpha"
-        " (U-Net, no prior; plates are made from the dataset's bg/) (%(default)s)",
+        help="matting: image + trimap -> alpha; plate: image + clean background plate -> alpha"
+        " (U-Net, no prior; plates are made from the dataset's bg/); trimap: image -> 3-class"
+        " trimap (no prior, no GAN; DATA may also be images/ + masks/ or DUTS, see"
+        " model/trimap_data.py) (%(default)s)",
     )
     arch.add_argument("--encoder", choices=ENCODERS, default=model.encoder, help="(%(default)s)")
     arch.add_argument(
@@ -355,8 +361,10 @@ def main(args: list[str] | None = None) -> int:
     argv = sys.argv[1:] if args is None else list(args)
     opts = parser.parse_args(argv)
     explicit = _explicit(parser, argv, vars(opts))
-    if opts.task == "plate" and "prior" not in explicit:
-        opts.prior = "none"  # the plate generator has no classical prior
+    if opts.task in ("plate", "trimap") and "prior" not in explicit:
+        opts.prior = "none"  # the plate generator and the trimap network have no prior
+    if opts.task == "trimap" and "encoder" not in explicit:
+        opts.encoder = "mobilenetv2"  # ImageNet features carry over to real photos
     if opts.timelapse is not None:
         return _timelapse(opts)
 

@@ -148,7 +148,7 @@ def make_plate(height: int, width: int, seed: int = 0) -> np.ndarray:
     return perturb_plate(background, PlatePerturbation(shift=(2.0, 0.0), gain=1.06, noise=0.01))
 
 
-def resolve_model(checkpoint: str, log_dir: Path, task: str = "trimap") -> tuple[str, str]:
+def resolve_model(checkpoint: str, log_dir: Path, task: str = "matting") -> tuple[str, str]:
     """The model spec for the children (a checkpoint prefix, or RANDOM) and a description.
 
     Resolved once here, so every child loads the same checkpoint even while training saves

@@ -33,6 +33,9 @@ from model.errors import first_line
 PRETRAINED = "pretrained"
 PRETRAINED_PLATE = "pretrained-plate"
 """The shipped plate-model snapshot, the default run for ``task="plate"``."""
+PRETRAINED_TRIMAP = "pretrained-trimap"
+"""Where a trimap-network snapshot is shipped, the default run for ``task="trimap"``."""
+SNAPSHOTS = {"matting": PRETRAINED, "plate": PRETRAINED_PLATE, "trimap": PRETRAINED_TRIMAP}
 CHECKPOINT_PREFIX = "ckpt"
 _INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 
@@ -173,13 +176,16 @@ def run_checkpoints(run_dir: str | os.PathLike):
 
 
 def run_task(run_dir: str | os.PathLike) -> str:
-    """The run's ``ModelConfig.task`` from its config.json: "trimap" (also when absent) or
-    "plate"; "trimap" for a run without a readable config.json."""
+    """The run's ``ModelConfig.task`` from its config.json, after the version-1 migration
+    (``model.networks.config.section_task``: an old "trimap" or absent task is "matting");
+    "matting" for a run without a readable config.json."""
+    from model.networks.config import section_task
+
     try:
         model = load_config(run_dir).get("model")
     except CheckpointError:
-        return "trimap"
-    return model.get("task", "trimap") if isinstance(model, dict) else "trimap"
+        return "matting"
+    return section_task(model) if isinstance(model, dict) else "matting"
 
 
 def trained_runs(log_dir: str | os.PathLike, task: str | None = None) -> list[Path]:
@@ -205,17 +211,18 @@ def trained_runs(log_dir: str | os.PathLike, task: str | None = None) -> list[Pa
     return [run_dir for _, run_dir in sorted(runs, reverse=True)]
 
 
-def default_run(log_dir: str | os.PathLike = "log", task: str = "trimap") -> Path:
+def default_run(log_dir: str | os.PathLike = "log", task: str = "matting") -> Path:
     """The newest trained run of ``task`` under ``log_dir``, else its shipped snapshot
-    (``log_dir/pretrained`` for the trimap model, ``log_dir/pretrained-plate`` for plates)."""
+    (``log_dir/pretrained`` for the matting model, ``log_dir/pretrained-plate`` for plates,
+    ``log_dir/pretrained-trimap`` for the trimap network)."""
     runs = trained_runs(log_dir, task)
     if runs:
         return runs[0]
-    name = PRETRAINED_PLATE if task == "plate" else PRETRAINED
+    name = SNAPSHOTS.get(task, PRETRAINED)
     pretrained = Path(log_dir) / name
     if run_checkpoints(pretrained):
         return pretrained
-    command = "python3 train.py scripts/data" + (" --task plate" if task == "plate" else "")
+    command = "python3 train.py scripts/data" + (f" --task {task}" if task != "matting" else "")
     raise CheckpointError(
         f"{log_dir}: no checkpoint found (no trained {task} run and no {name}/ snapshot);"
         f" train one with: {command}"
@@ -247,7 +254,7 @@ def resolve_checkpoint(
     spec: str | int = -1,
     log_dir: str | os.PathLike = "log",
     run_dir: str | os.PathLike | None = None,
-    task: str = "trimap",
+    task: str = "matting",
 ) -> CheckpointRef:
     """Turn a ``--checkpoint`` argument into a checkpoint on disk.
 
@@ -259,7 +266,7 @@ def resolve_checkpoint(
         Where runs live; used when ``run_dir`` is not given.
     run_dir : path, optional
         Look only in this run.
-    task : {"trimap", "plate"}
+    task : {"matting", "plate", "trimap"}
         Without ``run_dir``, numbers index the newest run of this task (:func:`default_run`).
 
     Raises

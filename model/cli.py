@@ -129,7 +129,8 @@ def add_auto_trimap_options(
     serve.py, where ``--background`` names the backdrop of a composite, as ``--trimap-*``
     (``prefix="trimap-"``). The values land in ``trimap_foreground``, ``trimap_background``,
     ``trimap_band`` and ``saliency_weights`` whatever the flags are called; read them with
-    :func:`auto_trimap_settings`.
+    :func:`auto_trimap_settings`. ``--trimap-model`` (``trimap_model``) picks the source:
+    ``saliency`` or a trimap-network checkpoint (``model.trimap_inference.make_trimapper``).
     """
     # Here, not at the top: the other tools need none of auto_trimap's imports (OpenCV).
     from model.auto_trimap import (
@@ -171,6 +172,14 @@ def add_auto_trimap_options(
         default=DEFAULT_WEIGHTS,
         metavar="FILE",
         help="U²-Net-p Keras weights (default: log/pretrained-saliency/u2netp.weights.h5)",
+    )
+    group.add_argument(
+        "--trimap-model",
+        default="saliency",
+        metavar="PATH|saliency",
+        help="where automatic trimaps come from: 'saliency' (U²-Net-p, the thresholds and band"
+        " above) or a trimap network trained with train.py --task trimap (a run folder or"
+        " checkpoint, e.g. log/pretrained-trimap) (default: %(default)s)",
     )
 
 

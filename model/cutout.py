@@ -22,6 +22,7 @@ from model.images import ImageError, check_trimap_header, read_image, read_trima
 from model.outputs import encode_outputs, parse_background
 from model.plate_inference import read_plate
 from model.safe_paths import check_folder, check_not_inputs, check_writable, files_in
+from model.trimap_inference import NetworkTrimapper, make_trimapper
 
 TRIMAP_VALUE = 128
 """The unknown grey of a trimap on disk."""
@@ -194,7 +195,7 @@ class Outputs:
     background: object = None
     threshold: float | None = None
     only_mask: bool = False
-    trimapper: AutoTrimapper | None = None
+    trimapper: AutoTrimapper | NetworkTrimapper | None = None
 
 
 def process(job: Job, matter, options: Outputs, *, image=None, trimap=None):
@@ -232,7 +233,14 @@ def check_common(args: argparse.Namespace) -> Outputs:
     except ValueError as error:
         raise UsageError(str(error)) from None
     # Made only for a run without trimaps; it loads the network at its first image.
-    trimapper = AutoTrimapper(args.saliency_weights, **settings) if args.trimap is None else None
+    trimapper = None
+    if args.trimap is None:
+        trimapper = make_trimapper(
+            args.trimap_model,
+            saliency_weights=args.saliency_weights,
+            settings=settings,
+            log_dir=args.log_dir,
+        )
     return Outputs(
         parse_background(args.background) if args.background is not None else None,
         args.mask_threshold,

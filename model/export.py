@@ -59,6 +59,7 @@ import tensorflow as tf
 
 from model.auto_trimap import DEFAULT_WEIGHTS, load_saliency_model
 from model.checkpoints import (
+    CheckpointError,
     CheckpointRef,
     read_run_config,
     resolve_checkpoint,
@@ -123,6 +124,9 @@ def load_generator(checkpoint: str | int = "-1", log_dir: str | os.PathLike = "l
     """
     ref = resolve_checkpoint(checkpoint, log_dir)
     config, _ = read_run_config(ref.run_dir)
+    if config.task == "trimap":
+        # The export contract describes alpha generators; a trimap network has 3-class logits.
+        raise CheckpointError(f"{ref.run_dir}: a trimap network; only alpha generators export")
     return restore_generator(ref, config), config, ref
 
 

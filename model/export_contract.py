@@ -145,12 +145,12 @@ def make_contract(
     precision: str = "float32",
     exported_with: dict[str, Any] | None = None,
     prior: bool = False,
-    task: str = "trimap",
+    task: str = "matting",
 ) -> dict[str, Any]:
     """The contract of one generator export (see the module docstring for the fields).
 
     ``prior``: the generator takes a fifth input channel, the classical prior. ``task``:
-    ``"trimap"`` (RGB ++ trimap [++ prior]) or ``"plate"`` (RGB ++ plate RGB).
+    ``"matting"`` (RGB ++ trimap [++ prior]) or ``"plate"`` (RGB ++ plate RGB).
     """
     if task == "plate":
         channels = list(PLATE_CHANNELS)

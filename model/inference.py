@@ -265,9 +265,14 @@ class Matter:
             return cls(*load_for_matting(checkpoint), **options)
         ref = resolve_checkpoint(checkpoint, log_dir)
         config, _ = read_run_config(ref.run_dir)
-        if config.task != "trimap":
+        if config.task == "plate":
             raise CheckpointError(
-                f"{ref.run_dir}: a {config.task} model; it takes --background-plate, not a trimap"
+                f"{ref.run_dir}: a plate model; it takes --background-plate, not a trimap"
+            )
+        if config.task != "matting":
+            raise CheckpointError(
+                f"{ref.run_dir}: a {config.task} network, not a matting model; pass it as"
+                " --trimap-model"
             )
         generator = restore_generator(ref, config)
         return cls(generator, config, ref, **options)

@@ -22,6 +22,7 @@ Example
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -277,3 +278,33 @@ def pixel_accuracy(pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
     if pred_mask.size == 0:
         return 1.0
     return np.count_nonzero(pred_mask == gt_mask) / pred_mask.size
+
+
+def class_metrics(pred: np.ndarray, gt: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """IoU, Dice and pixel accuracy of each class of a label map, and the overall accuracy.
+
+    Parameters
+    ----------
+    pred, gt : ndarray, int, same shape (e.g. (H, W)), values in ``range(len(names))``
+    names : sequence of str
+        Class names, by index (``("bg", "unknown", "fg")`` for trimaps).
+
+    Returns
+    -------
+    dict of str to float
+        ``iou_<name>``, ``dice_<name>``, ``acc_<name>`` per class (:func:`iou`, :func:`dice`,
+        :func:`pixel_accuracy` of the masks ``pred == c`` and ``gt == c``); ``miou``, their
+        mean IoU; ``accuracy``, the fraction of pixels where ``pred == gt``.
+    """
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"shape mismatch: pred {pred.shape}, gt {gt.shape}")
+    scores = {}
+    for index, name in enumerate(names):
+        p, g = pred == index, gt == index
+        scores[f"iou_{name}"] = iou(p, g)
+        scores[f"dice_{name}"] = dice(p, g)
+        scores[f"acc_{name}"] = pixel_accuracy(p, g)
+    scores["miou"] = float(np.mean([scores[f"iou_{name}"] for name in names]))
+    scores["accuracy"] = float(np.mean(pred == gt)) if pred.size else 1.0
+    return scores

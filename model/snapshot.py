@@ -44,7 +44,7 @@ def export_snapshot(checkpoint: str, out: Path, *, force: bool = False) -> Path:
     out = Path(out)
     if out.exists() and not force:
         raise CheckpointError(f"{out}: already exists (use --force to replace it)")
-    # Any task's generator (trimap or plate): the run's config.json says which to build.
+    # Any task's network (matting, plate or trimap): the run's config.json says which to build.
     ref = resolve_checkpoint(checkpoint)
     generator = restore_generator(ref, read_run_config(ref.run_dir)[0])
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -34,9 +34,9 @@ def _texture(height: int = 40, width: int = 48, seed: int = 0) -> np.ndarray:
 
 
 def test_model_config_task_round_trip_and_refusals():
-    assert ModelConfig().task == "trimap"
-    # A config.json written before the task field existed is a trimap model.
-    assert ModelConfig.from_dict({"depth": 2}).task == "trimap"
+    assert ModelConfig().task == "matting"
+    # A config.json written before the task field existed is a matting model.
+    assert ModelConfig.from_dict({"depth": 2}).task == "matting"
     assert ModelConfig.from_dict(TINY_PLATE.to_dict()) == TINY_PLATE
     assert TINY_PLATE.input_channels == 6
     with pytest.raises(ValueError, match="task must be one of"):

@@ -61,7 +61,7 @@ def test_default_flags_are_the_library_defaults(tmp_path, tiny_dataset):
     config = json.loads((log / "d" / "config.json").read_text())
     assert config["model"] == ModelConfig(prior=TRAINING_PRIOR).to_dict()
     assert config["train"] == {**TrainSettings(steps=0).to_dict(), "data": str(tiny_dataset)}
-    assert config["seed"] == TrainSettings().seed and config["version"] == 1
+    assert config["seed"] == TrainSettings().seed and config["version"] == 2
     assert steps_saved(log / "d" / "checkpoints") == [0]
 
 

@@ -225,7 +225,7 @@ def test_start_run_refuses_pretrained_and_runs_with_checkpoints(tmp_path, tiny_d
     assert config["model"] == TINY.to_dict()
     assert config["seed"] == 7 and config["train"]["seed"] == 7
     assert config["train"]["data"] == str(tiny_dataset)
-    assert config["version"] == 1
+    assert config["version"] == 2
     (run_dir / "checkpoints").mkdir()
     (run_dir / "checkpoints" / "ckpt-5.index").write_bytes(b"")
     with pytest.raises(RunError, match="--resume"):

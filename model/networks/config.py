@@ -14,8 +14,30 @@ is what a ``config.json`` written before priors existed (no ``prior`` key) descr
 
 ENCODERS = ("unet", "mobilenetv2")
 NORMS = ("batch", "group", "none")
-TASKS = ("trimap", "plate")
+TASKS = ("matting", "plate", "trimap")
 MOBILENET_MULTIPLE = 32
+
+CONFIG_VERSION = 2
+"""Version of the config layout, written as ``"version"`` both at the top of ``config.json``
+and inside its ``"model"`` section (an exported ONNX contract carries the section alone).
+
+Version 2 renamed the trimap-conditioned matting generator's task from ``"trimap"`` to
+``"matting"`` and gave ``"trimap"`` to the 3-class trimap network. A model section without a
+``"version"`` key, or with version 1, predates that: its ``"trimap"`` (or absent) task is read
+as ``"matting"`` (see :meth:`ModelConfig.from_dict`)."""
+
+LEGACY_TASKS = {"trimap": "matting"}
+"""Task names of version-1 (and unversioned) configs that version 2 calls differently."""
+
+
+def section_task(section: dict[str, Any]) -> str:
+    """The task a config.json ``"model"`` section describes, after the version-1 migration
+    (:meth:`ModelConfig.from_dict`), without validating the rest of the section."""
+    task = section.get("task", "trimap")
+    version = section.get("version", 1)
+    if isinstance(version, int) and not isinstance(version, bool) and version >= 2:
+        return task
+    return LEGACY_TASKS.get(task, task)
 
 
 @dataclass(frozen=True)
@@ -43,9 +65,11 @@ class ModelConfig:
     prior : {None, "closed-form"}
         Classical matte given to the generator as a fifth input channel, which it learns to
         correct (``model.classical.closed_form_prior``); None for RGB + trimap only.
-    task : {"trimap", "plate"}
-        What the generator sees besides the image: a trimap (``model.networks.generator``) or
-        a clean background plate (``model.networks.plate``; no prior, U-Net encoder only).
+    task : {"matting", "plate", "trimap"}
+        What the network is. ``"matting"``: image + trimap (+ prior) -> alpha
+        (``model.networks.generator``); ``"plate"``: image + clean background plate -> alpha
+        (``model.networks.plate``; no prior, U-Net encoder only); ``"trimap"``: image alone ->
+        3-class trimap logits (``model.networks.trimap_net``; no prior, no discriminator).
     """
 
     encoder: str = "unet"
@@ -56,13 +80,15 @@ class ModelConfig:
     disc_layers: int = 3
     encoder_weights: str | None = "imagenet"
     prior: str | None = None
-    task: str = "trimap"
+    task: str = "matting"
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "plate" and (self.prior or self.encoder != "unet"):
             raise ValueError("task 'plate' needs prior None and encoder 'unet'")
+        if self.task == "trimap" and self.prior:
+            raise ValueError("task 'trimap' needs prior None (it sees the image alone)")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.norm not in NORMS:
@@ -85,9 +111,12 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        """Generator input channels: RGB and trimap (and the prior), or RGB and plate RGB."""
+        """Generator input channels: RGB and trimap (and the prior), RGB and plate RGB, or RGB
+        alone for the trimap network."""
         if self.task == "plate":
             return 6
+        if self.task == "trimap":
+            return 3
         return 5 if self.prior else 4
 
     @property
@@ -96,18 +125,34 @@ class ModelConfig:
         return 2**self.disc_layers
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-serialisable dict of all fields."""
-        return dataclasses.asdict(self)
+        """Plain JSON-serialisable dict of all fields, plus ``"version": CONFIG_VERSION``."""
+        return {**dataclasses.asdict(self), "version": CONFIG_VERSION}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; missing keys take their defaults.
 
+        A section without ``"version"`` (or with version 1) is migrated first: its task, absent
+        or ``"trimap"``, becomes ``"matting"`` (:data:`LEGACY_TASKS`), because before version 2
+        ``"trimap"`` named the trimap-conditioned matting generator.
+
         Raises
         ------
         ValueError
-            On keys that are not fields (listed in the message) or invalid values.
+            On keys that are not fields (listed in the message), a version newer than
+            :data:`CONFIG_VERSION`, or invalid values.
         """
+        data = dict(data)
+        version = data.pop("version", 1)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise ValueError(f"version must be a positive integer, got {version!r}")
+        if version > CONFIG_VERSION:
+            raise ValueError(
+                f"version {version} is newer than this code understands ({CONFIG_VERSION});"
+                " update the project"
+            )
+        if version < 2:
+            data["task"] = section_task(data)
         known = {field.name for field in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:

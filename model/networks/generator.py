@@ -29,7 +29,7 @@ PRIOR_EPSILON = 0.01
 
 # MobileNetV2 activations used as U-Net skips, at strides 2, 4, 8, 16 and 32 (the last is the
 # bottleneck). Expansion activations keep more channels than the narrow block outputs.
-_MOBILENET_FEATURES = (
+MOBILENET_FEATURES = (
     "block_1_expand_relu",  # (B, H/2, W/2, 96)
     "block_3_expand_relu",  # (B, H/4, W/4, 144)
     "block_6_expand_relu",  # (B, H/8, W/8, 192)
@@ -98,7 +98,7 @@ def _build_unet(cfg: ModelConfig) -> keras.Model:
     return keras.Model(inputs, outputs, name="generator")
 
 
-def _mobilenet_v2(weights: str | None) -> keras.Model:
+def mobilenet_v2(weights: str | None) -> keras.Model:
     """MobileNetV2 1.0 without top for any input size; falls back to random weights offline."""
 
     def build(weights: str | None) -> keras.Model:
@@ -128,13 +128,13 @@ def _build_mobilenet_unet(cfg: ModelConfig) -> keras.Model:
     # (B, H, W, C)
     rgb = inputs[..., :3]  # (B, H, W, 3)
     guides = inputs[..., 3:]  # (B, H, W, C - 3): the trimap, then the prior if there is one
-    base = _mobilenet_v2(cfg.encoder_weights)
+    base = mobilenet_v2(cfg.encoder_weights)
     encoder = keras.Model(
-        base.input, [base.get_layer(name).output for name in _MOBILENET_FEATURES], name="encoder"
+        base.input, [base.get_layer(name).output for name in MOBILENET_FEATURES], name="encoder"
     )
     # MobileNetV2 was trained on inputs in [-1, 1].
     scaled = layers.Rescaling(2.0, offset=-1.0, name="to_mobilenet_range")(rgb)  # (B, H, W, 3)
-    *skips, x = encoder(scaled)  # skips at H/2..H/16 (see _MOBILENET_FEATURES); x (B,H/32,W/32,320)
+    *skips, x = encoder(scaled)  # skips at H/2..H/16 (see MOBILENET_FEATURES); x (B,H/32,W/32,320)
     for level in reversed(range(len(skips) + 1)):
         # Capped at 8F: the encoder is already light, a 16F decoder would dominate the weights.
         filters = cfg.base_filters * 2 ** min(level, 3)
@@ -165,10 +165,16 @@ def build_generator(cfg: ModelConfig) -> keras.Model:
         (``C = cfg.input_channels``). H and W must be multiples of ``cfg.multiple``.
         Known regions are not clamped here (see :func:`clamp_known`), so training gets
         gradients everywhere. For ``cfg.task == "plate"`` it is the plate generator instead
-        (``model.networks.plate``: RGB ++ plate RGB, 6 channels).
+        (``model.networks.plate``: RGB ++ plate RGB, 6 channels); for ``"trimap"`` the trimap
+        network (``model.networks.trimap_net``: RGB -> 3-class logits).
     """
     if cfg.task == "plate":
         return build_plate_generator(cfg)
+    if cfg.task == "trimap":
+        # Here: trimap_net builds on this module's MobileNetV2 encoder.
+        from model.networks.trimap_net import build_trimap_network
+
+        return build_trimap_network(cfg)
     if cfg.encoder == "mobilenetv2":
         return _build_mobilenet_unet(cfg)
     return _build_unet(cfg)

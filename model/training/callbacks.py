@@ -54,7 +54,9 @@ class ProgressCallback(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         postfix = {
-            key: f"{logs[key]:.4f}" for key in ("g_total", "g_alpha", "d_total") if key in logs
+            key: f"{logs[key]:.4f}"
+            for key in ("g_total", "g_alpha", "d_total", "total")
+            if key in logs
         }
         if logs.get("images_per_second"):
             postfix["img/s"] = f"{logs['images_per_second']:.1f}"

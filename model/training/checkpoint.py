@@ -15,11 +15,11 @@ from model.checkpoints import (
     restore_checkpoint,
 )
 from model.errors import first_line
-from model.training.gan import MattingGAN
 
 
 class RunCheckpoint:
-    """Everything needed to resume: G, D, both optimisers and the global step.
+    """Everything needed to resume: G, D, both optimisers and the global step (a model without
+    a discriminator, the trimap network's trainer, has just G, its optimiser and the step).
 
     Regular checkpoints go to ``run_dir/checkpoints/ckpt-<step>`` (``keep`` of them), the best
     one by validation SAD to ``run_dir/best/ckpt-<step>``. On a non-chief worker of a
@@ -28,22 +28,19 @@ class RunCheckpoint:
 
     Parameters
     ----------
-    model : MattingGAN
+    model : MattingGAN or TrimapTrainer
         Compiled, with its optimisers built.
     run_dir : path
     keep : int
     chief : bool
     """
 
-    def __init__(self, model: MattingGAN, run_dir: Path, *, keep: int, chief: bool = True):
+    def __init__(self, model, run_dir: Path, *, keep: int, chief: bool = True):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        self.checkpoint = tf.train.Checkpoint(
-            generator=model.generator,
-            discriminator=model.discriminator,
-            g_optimizer=model.g_optimizer,
-            d_optimizer=model.d_optimizer,
-            step=self.step,
-        )
+        parts = {"generator": model.generator, "g_optimizer": model.g_optimizer}
+        if getattr(model, "discriminator", None) is not None:
+            parts.update(discriminator=model.discriminator, d_optimizer=model.d_optimizer)
+        self.checkpoint = tf.train.Checkpoint(**parts, step=self.step)
         self.run_dir = Path(run_dir)
         self._temp = None if chief else Path(tempfile.mkdtemp(prefix="matting-worker-"))
         root = self.run_dir if chief else self._temp

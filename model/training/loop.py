@@ -34,6 +34,12 @@ from model.training.gan import (
     warm_start,
 )
 from model.training.settings import TrainSettings
+from model.training.trimap_trainer import (
+    TrimapValidationCallback,
+    build_trimap_trainer,
+    make_trimap_distributed_dataset,
+)
+from model.trimap_data import find_pairs, has_split, make_trimap_dataset
 
 
 class StopRequest:
@@ -183,25 +189,44 @@ def train(
         if resume is not None and cfg.encoder_weights is not None:
             # The checkpoint replaces the encoder weights anyway; skip loading ImageNet ones.
             build_cfg = dataclasses.replace(cfg, encoder_weights=None)
-        model = build_model(build_cfg, settings, strategy)
+        trimap = cfg.task == "trimap"
+        if trimap:
+            model = build_trimap_trainer(build_cfg, settings, strategy)
+        else:
+            model = build_model(build_cfg, settings, strategy)
         checkpoint = RunCheckpoint(model, run_dir, keep=settings.keep, chief=chief)
         start = 0
         if resume is None and init_from is not None:
             warm_start(model.generator, init_from)
         if resume is not None:
             start = checkpoint.restore(resume)
-            for optimizer in (model.g_optimizer, model.d_optimizer):
-                optimizer.learning_rate = settings.lr  # a resumed run may change --lr
+            for optimizer in (model.g_optimizer, getattr(model, "d_optimizer", None)):
+                if optimizer is not None:
+                    optimizer.learning_rate = settings.lr  # a resumed run may change --lr
         if on_restored is not None:
             on_restored()
         replicas = strategy.num_replicas_in_sync
         prior = cfg.prior is not None
         plate = cfg.task == "plate"
-        n_train = len(list_samples(data, "train", prior=prior))
+        if trimap:
+            n_train = len(find_pairs(data, "train"))
+            batches = make_trimap_distributed_dataset(data, settings, strategy, start)
+        else:
+            n_train = len(list_samples(data, "train", prior=prior))
+            batches = make_distributed_dataset(data, settings, strategy, start, prior, plate)
         total = settings.total_steps(n_train, replicas)
-        iterator = iter(make_distributed_dataset(data, settings, strategy, start, prior, plate))
+        iterator = iter(batches)
 
         def eval_dataset(max_samples: int):
+            if trimap:
+                return make_trimap_dataset(
+                    data,
+                    "val",
+                    size=settings.crop_size,
+                    batch_size=settings.batch_size,
+                    repeat=False,
+                    max_samples=max_samples,
+                )
             if plate:
                 return make_plate_eval_dataset(
                     data, "val", multiple=cfg.multiple, max_samples=max_samples
@@ -219,7 +244,17 @@ def train(
             callbacks.append(ScalarCallback(writer, settings.log_every))
         callbacks.append(saver)
         validation = None
-        if settings.val_every and settings.max_val_samples:
+        validate = settings.val_every and settings.max_val_samples
+        if trimap and validate and has_split(data, "val"):
+            validation = TrimapValidationCallback(
+                lambda: eval_dataset(settings.max_val_samples),
+                settings.val_every,
+                checkpoint,
+                writer=writer,
+                run_dir=run_dir if chief else None,
+            )
+            callbacks.append(validation)
+        elif validate and not trimap:
             validation = ValidationCallback(
                 lambda: eval_dataset(settings.max_val_samples),
                 settings.val_every,
@@ -228,7 +263,7 @@ def train(
                 run_dir=run_dir if chief else None,
             )
             callbacks.append(validation)
-        if chief and settings.image_every and settings.image_samples:
+        if chief and settings.image_every and settings.image_samples and not trimap:
             callbacks.append(
                 ImageCallback(
                     lambda: eval_dataset(settings.image_samples),
@@ -262,7 +297,9 @@ def train(
             checkpoint=saver.last_path if chief else None,
             interrupted_by=stop.signum if stop else None,
             logs=logs,
-            best_sad=validation.best_sad if validation and validation.history else None,
+            best_sad=validation.best_sad
+            if validation and validation.history and not trimap
+            else None,
             validations=validation.history if validation else [],
         )
     finally:

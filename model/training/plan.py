@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
@@ -29,6 +30,7 @@ from model.training.settings import (
     resume_target,
     start_run,
 )
+from model.trimap_data import find_pairs, has_split
 
 MODEL_FLAGS = {
     "encoder": "encoder",
@@ -138,6 +140,11 @@ def _resumed_run(opts: argparse.Namespace, explicit: set[str], log_dir: Path) ->
 
 def check_data(data: Path, settings: TrainSettings, cfg: ModelConfig) -> None:
     """Fail early, with the dataset's own one-line message, on a bad folder or split."""
+    if cfg.task == "trimap":
+        find_pairs(data, "train")
+        if settings.val_every and settings.max_val_samples and not has_split(data, "val"):
+            print(f"notice: {data}: no val split; training without validation", file=sys.stderr)
+        return
     prior = cfg.prior is not None
     list_samples(data, "train", prior=prior)
     if (settings.val_every and settings.max_val_samples) or (

@@ -19,8 +19,8 @@ from model.checkpoints import (
 from model.images import write_bytes
 from model.losses import LossWeights
 from model.networks import ModelConfig
+from model.networks.config import CONFIG_VERSION
 
-CONFIG_VERSION = 1
 DISTRIBUTE_CHOICES = ("auto", "none", "mirrored", "multiworker")
 
 
