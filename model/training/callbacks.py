@@ -140,15 +140,29 @@ class _Predictor:
         return self._predict(inputs, sample["trimap"]).numpy()[0, ..., 0]
 
 
-class ValidationCallback(keras.callbacks.Callback):
-    """SAD, MSE, Grad and Conn on the val split; keeps the best checkpoint by SAD.
+class PeriodicValidation(keras.callbacks.Callback):
+    """Validation on a schedule, with its records and the best checkpoint.
 
     Validates at step 0 of a new run, every ``every`` steps, and at the end of training
     (unless it was interrupted). Means over the samples go to TensorBoard (``val/<metric>``),
-    to ``run_dir/validation.jsonl`` and, when the SAD is the lowest so far, the state is saved
-    in ``best/`` and described in ``best/best.json``. Each metric is computed per image on its
-    own (unpadded) pixels over the trimap's unknown region (see ``model.metrics``).
+    to ``run_dir/validation.jsonl`` and, when ``best_key`` is the best so far, the state is
+    saved in ``best/`` and described in ``best/best.json``. Subclasses say what is scored
+    (:meth:`scores`) and which mean picks the best checkpoint.
+
+    Attributes
+    ----------
+    best_key : str
+        The mean that picks the best checkpoint.
+    higher_is_better : bool
+        Whether a larger ``best_key`` is better.
+    best : float
+        The best ``best_key`` so far (restored from ``best/best.json`` on resume).
+    history : list of dict
+        ``{"step": ..., <metric>: mean, ...}`` for each validation of this process.
     """
+
+    best_key = "sad"
+    higher_is_better = False
 
     def __init__(
         self,
@@ -166,14 +180,21 @@ class ValidationCallback(keras.callbacks.Callback):
         self.writer = writer
         self.run_dir = run_dir
         self.last_step: int | None = None
-        self.best_sad = math.inf
+        self.best = -math.inf if self.higher_is_better else math.inf
         self.history: list[dict[str, float]] = []
 
+    def scores(self) -> dict[str, list[float]]:
+        """Per-sample values of each metric over ``dataset_fn()``."""
+        raise NotImplementedError
+
+    def _improves(self, value: float) -> bool:
+        return value > self.best if self.higher_is_better else value < self.best
+
     def on_train_begin(self, logs=None):
-        self.predictor = _Predictor(self.model.generator)
         best_file = self.checkpoint.best_dir / "best.json"
         if best_file.exists():
-            self.best_sad = float(json.loads(best_file.read_text(encoding="utf-8"))["sad"])
+            record = json.loads(best_file.read_text(encoding="utf-8"))
+            self.best = float(record[self.best_key])
         if self.run_dir is not None:
             done = read_validation_history(self.run_dir)
             self.last_step = done[-1]["step"] if done else None
@@ -189,17 +210,8 @@ class ValidationCallback(keras.callbacks.Callback):
             self.validate(logs["step"])
 
     def validate(self, step: int) -> dict[str, float]:
-        """Run the generator over the val samples; returns the mean of each metric."""
-        scores = {key: [] for key in VALIDATION_KEYS}
-        for batch in self.dataset_fn():
-            sample = {key: value.numpy() for key, value in batch.items()}
-            pred = self.predictor(sample)
-            pred, gt, trimap = _valid_crop(
-                sample, pred, sample["alpha"][0, ..., 0], sample["trimap"][0, ..., 0]
-            )
-            for key, value in matting_metrics.all_metrics(pred, gt, trimap).items():
-                scores[key].append(value)
-        means = {key: float(np.mean(values)) for key, values in scores.items()}
+        """Score the val samples, record the means and keep the best; returns the means."""
+        means = {key: float(np.mean(values)) for key, values in self.scores().items()}
         self.last_step = step
         self.history.append({"step": step, **means})
         if self.writer is not None:
@@ -209,12 +221,39 @@ class ValidationCallback(keras.callbacks.Callback):
             self.writer.flush()
         if self.run_dir is not None:
             append_record(self.run_dir / "validation.jsonl", {"step": step, **means})
-        if means["sad"] < self.best_sad:
-            self.best_sad = means["sad"]
+        if self.best_key in means and self._improves(means[self.best_key]):
+            self.best = means[self.best_key]
             self.checkpoint.save_best()
             record = {"step": step, **means}
             write_bytes(self.checkpoint.best_dir / "best.json", json.dumps(record).encode())
         return means
+
+
+class ValidationCallback(PeriodicValidation):
+    """SAD, MSE, Grad and Conn on the val split; keeps the best checkpoint by SAD.
+
+    Each metric is computed per image on its own (unpadded) pixels over the trimap's unknown
+    region (see ``model.metrics``); the schedule and records are :class:`PeriodicValidation`'s.
+    """
+
+    best_key = "sad"
+    higher_is_better = False
+
+    def on_train_begin(self, logs=None):
+        self.predictor = _Predictor(self.model.generator)
+        super().on_train_begin(logs)
+
+    def scores(self) -> dict[str, list[float]]:
+        scores = {key: [] for key in VALIDATION_KEYS}
+        for batch in self.dataset_fn():
+            sample = {key: value.numpy() for key, value in batch.items()}
+            pred = self.predictor(sample)
+            pred, gt, trimap = _valid_crop(
+                sample, pred, sample["alpha"][0, ..., 0], sample["trimap"][0, ..., 0]
+            )
+            for key, value in matting_metrics.all_metrics(pred, gt, trimap).items():
+                scores[key].append(value)
+        return scores
 
 
 def _resize_height(array: np.ndarray, height: int) -> np.ndarray:

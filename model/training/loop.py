@@ -297,9 +297,7 @@ def train(
             checkpoint=saver.last_path if chief else None,
             interrupted_by=stop.signum if stop else None,
             logs=logs,
-            best_sad=validation.best_sad
-            if validation and validation.history and not trimap
-            else None,
+            best_sad=validation.best if validation and validation.history and not trimap else None,
             validations=validation.history if validation else [],
         )
     finally:

@@ -16,23 +16,17 @@ TensorBoard scalars and checkpoint callback. What differs lives here:
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from model.images import write_bytes
-from model.manifest import append_record
 from model.metrics import class_metrics
 from model.networks import ModelConfig, build_generator
-from model.training.checkpoint import RunCheckpoint
+from model.training.callbacks import PeriodicValidation
 from model.training.gan import data_seed, make_optimizer
 from model.training.settings import TrainSettings
-from model.training.summaries import write_scalar
-from model.training.timelapse import read_validation_history
 from model.trimap_data import make_trimap_dataset
 from model.trimap_losses import trimap_losses
 
@@ -125,66 +119,21 @@ def predict_labels(generator: keras.Model, images: np.ndarray) -> np.ndarray:
     return np.argmax(np.asarray(logits), axis=-1)
 
 
-class TrimapValidationCallback(keras.callbacks.Callback):
+class TrimapValidationCallback(PeriodicValidation):
     """Per-class IoU, Dice and pixel accuracy on the val split; best checkpoint by mean IoU.
 
-    Validates at step 0 of a new run, every ``every`` steps and at the end (unless
-    interrupted), like ``ValidationCallback``. Each metric is computed per image (whole image
-    resized to the crop size) and averaged; the means go to TensorBoard (``val/<key>``) and
-    ``validation.jsonl``, and a new highest ``miou`` saves ``best/`` with ``best/best.json``.
+    Each metric is computed per image (whole image resized to the crop size) and averaged; the
+    schedule, records and best checkpoint are :class:`PeriodicValidation`'s.
     """
 
-    def __init__(self, dataset_fn, every: int, checkpoint: RunCheckpoint, *, writer=None,
-                 run_dir: Path | None = None):  # fmt: skip
-        super().__init__()
-        self.dataset_fn = dataset_fn
-        self.every = every
-        self.checkpoint = checkpoint
-        self.writer = writer
-        self.run_dir = run_dir
-        self.last_step: int | None = None
-        self.best_miou = -1.0
-        self.history: list[dict[str, float]] = []
+    best_key = "miou"
+    higher_is_better = True
 
-    def on_train_begin(self, logs=None):
-        best_file = self.checkpoint.best_dir / "best.json"
-        if best_file.exists():
-            self.best_miou = float(json.loads(best_file.read_text(encoding="utf-8"))["miou"])
-        if self.run_dir is not None:
-            done = read_validation_history(self.run_dir)
-            self.last_step = done[-1]["step"] if done else None
-        if logs["step"] == 0:
-            self.validate(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch % self.every == 0:
-            self.validate(batch)
-
-    def on_train_end(self, logs=None):
-        if not (logs.get("interrupted") or logs.get("error")) and logs["step"] != self.last_step:
-            self.validate(logs["step"])
-
-    def validate(self, step: int) -> dict[str, float]:
-        """Run the network over the val samples; returns the mean of each metric."""
+    def scores(self) -> dict[str, list[float]]:
         scores: dict[str, list[float]] = {}
         for batch in self.dataset_fn():
             pred = predict_labels(self.model.generator, batch["image"].numpy())
             for one_pred, one_gt in zip(pred, batch["labels"].numpy(), strict=True):
                 for key, value in class_metrics(one_pred, one_gt, CLASS_NAMES).items():
                     scores.setdefault(key, []).append(value)
-        means = {key: float(np.mean(values)) for key, values in scores.items()}
-        self.last_step = step
-        self.history.append({"step": step, **means})
-        if self.writer is not None:
-            with self.writer.as_default(step=step):
-                for key, value in means.items():
-                    write_scalar(f"val/{key}", value, step)
-            self.writer.flush()
-        if self.run_dir is not None:
-            append_record(self.run_dir / "validation.jsonl", {"step": step, **means})
-        if means and means["miou"] > self.best_miou:
-            self.best_miou = means["miou"]
-            self.checkpoint.save_best()
-            record = json.dumps({"step": step, **means}).encode()
-            write_bytes(self.checkpoint.best_dir / "best.json", record)
-        return means
+        return scores
