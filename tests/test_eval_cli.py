@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import subprocess
@@ -15,7 +16,6 @@ from test_inference import TINY, write_run
 
 import eval as eval_cli
 from model.images import write_png
-from model.networks import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 HEIGHT, WIDTH = 37, 53
@@ -290,7 +290,7 @@ def test_missing_file_exit_code_and_no_traceback(tmp_path, log_dir):
 
 def test_other_architecture_exit_code_and_no_traceback(tmp_path, pair):
     run = write_run(tmp_path / "log")
-    wider = ModelConfig(**{**TINY.to_dict(), "depth": 3})
+    wider = dataclasses.replace(TINY, depth=3)
     (run / "config.json").write_text(json.dumps({"model": wider.to_dict()}), encoding="utf-8")
     result = _subprocess(*pair, tmp_path / "out.png", "--log-dir", tmp_path / "log")
     assert result.returncode == 2

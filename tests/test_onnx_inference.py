@@ -7,6 +7,7 @@ reference the ONNX path must reproduce.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -27,7 +28,7 @@ from model.networks import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 PLAIN = ModelConfig(base_filters=4, depth=2, norm="batch", encoder_weights=None)
-PRIOR = ModelConfig(**{**PLAIN.to_dict(), "prior": "closed-form"})
+PRIOR = dataclasses.replace(PLAIN, prior="closed-form")
 HEIGHT, WIDTH = 45, 61
 ALPHA_TOLERANCE = 1e-4
 """Issue 19's fp32 parity bound, applied to the whole Matter pipeline's alpha."""
