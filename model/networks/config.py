@@ -46,6 +46,9 @@ class ModelConfig:
     task : {"trimap", "plate"}
         What the generator sees besides the image: a trimap (``model.networks.generator``) or
         a clean background plate (``model.networks.plate``; no prior, U-Net encoder only).
+    previous_alpha : bool
+        Plate task only: the generator also sees the previous video frame's alpha as a seventh
+        input channel (temporal consistency, ``model.training.temporal_plate``).
     """
 
     encoder: str = "unet"
@@ -57,12 +60,15 @@ class ModelConfig:
     encoder_weights: str | None = "imagenet"
     prior: str | None = None
     task: str = "trimap"
+    previous_alpha: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {self.task!r}")
         if self.task == "plate" and (self.prior or self.encoder != "unet"):
             raise ValueError("task 'plate' needs prior None and encoder 'unet'")
+        if self.previous_alpha and self.task != "plate":
+            raise ValueError("previous_alpha needs task 'plate'")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.norm not in NORMS:
@@ -85,9 +91,10 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        """Generator input channels: RGB and trimap (and the prior), or RGB and plate RGB."""
+        """Generator input channels: RGB and trimap (and the prior), or RGB and plate RGB (and
+        the previous frame's alpha)."""
         if self.task == "plate":
-            return 6
+            return 7 if self.previous_alpha else 6
         return 5 if self.prior else 4
 
     @property
