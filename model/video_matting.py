@@ -140,7 +140,7 @@ class PlateMatting:
     Parameters
     ----------
     plate_matter : object with ``predict_alpha(image, plate) -> alpha``
-        A trained plate model, or ``model.classical.DifferenceKey()`` (the baseline).
+        A trained plate model, or ``model.plate.DifferenceKey()`` (the baseline).
     plate : ndarray, float32, shape (H, W, 3), values in [0, 1]
         The frame size's empty scene (:func:`median_plate`, or a photo).
     band : float
