@@ -12,6 +12,7 @@ Usage::
     python3 scripts/train_temporal_plate.py scripts/data --run plate-temporal
     python3 scripts/train_temporal_plate.py scripts/data --run t --steps 300 --max-minutes 30
     python3 scripts/train_temporal_plate.py scripts/data --run t --init-from log/plate-cpu/best
+    python3 scripts/train_temporal_plate.py scripts/data --run t2 --init-from log/t   # continue
 """
 
 from __future__ import annotations
@@ -81,8 +82,8 @@ def main(args) -> int:
         )
         ref = resolve_checkpoint(args.init_from, args.log_dir, task="plate")
         still_config, _ = read_run_config(ref.run_dir)
-        if still_config.task != "plate" or still_config.previous_alpha:
-            raise CheckpointError(f"{ref.run_dir}: not a still plate model (--init-from)")
+        if still_config.task != "plate":
+            raise CheckpointError(f"{ref.run_dir}: not a plate model (--init-from)")
         generator, config = build_temporal_generator(
             restore_generator(ref, still_config), still_config
         )

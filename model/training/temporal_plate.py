@@ -65,7 +65,8 @@ class TemporalSettings:
 
 
 def temporal_config(still: ModelConfig) -> ModelConfig:
-    """The still plate model's architecture with the previous-alpha channel."""
+    """The still plate model's architecture with the previous-alpha channel (a temporal
+    model's own, to continue training it)."""
     if still.task != "plate":
         raise ValueError(f"a temporal fine-tune starts from a plate model, not a {still.task} one")
     return dataclasses.replace(still, previous_alpha=True, encoder_weights=None)
