@@ -12,10 +12,9 @@ Rows, all on the same decoded frames in the same run (lower is better):
   --background-plate plate.png`` with the first ``--models`` checkpoint and the default
   ``--smoothing``; the .mov is decoded back with PyAV (checked: T RGBA frames of the clip's
   size), so ProRes rounding is included;
-* per ``--models`` checkpoint: ``frame by frame`` (``PlateMatting(feed_previous=False)``: no
-  previous alpha, as a still model), and for a model with ``previous_alpha`` also
-  ``previous alpha`` (each frame gets the previous output), each also ``+ blend`` (the
-  pipeline's ``temporal_blend`` at ``DEFAULT_SMOOTHING``);
+* per ``--models`` checkpoint, without the blend: ``frame by frame``
+  (``PlateMatting(feed_previous=False)``: no previous alpha, as a still model), and for a model
+  with ``previous_alpha`` also ``previous alpha`` (each frame gets the previous output);
 * ``difference key`` (``model.plate.DifferenceKey``, the one the still benchmark uses), and
   ``+ blend``.
 
@@ -105,7 +104,8 @@ def run_cli(clip: Path, plate: Path, out: Path, checkpoint: str, truth: np.ndarr
 
 
 def pipeline_rows(models: dict[str, object], plate: np.ndarray):
-    """row name -> (make_step(), smoothing), models and the key, with and without the blend."""
+    """row name -> (make_step(), smoothing): the models without the blend (the eval.py row has
+    it), the key with and without."""
     rows = {}
     for label, matter in models.items():
         variants = [("frame by frame", False)]
@@ -116,9 +116,9 @@ def pipeline_rows(models: dict[str, object], plate: np.ndarray):
                 lambda m=matter, f=feed: vm.PlateMatting(m, plate, feed_previous=f),
                 0.0,
             )
-    rows[KEY] = (lambda: vm.PlateMatting(DifferenceKey(), plate), 0.0)
-    for name, (make, _) in list(rows.items()):
-        rows[f"{name} + blend"] = (make, DEFAULT_SMOOTHING)
+    make_key = lambda: vm.PlateMatting(DifferenceKey(), plate)  # noqa: E731
+    rows[KEY] = (make_key, 0.0)
+    rows[f"{KEY} + blend"] = (make_key, DEFAULT_SMOOTHING)
     return rows
 
 
