@@ -30,6 +30,9 @@ from model.errors import first_line
 
 PRETRAINED = "pretrained"
 PRETRAINED_PLATE = "pretrained-plate"
+PRETRAINED_PLATE_VIDEO = "pretrained-plate-video"
+"""The shipped plate model with the previous-alpha input, which clips use before
+``pretrained-plate`` (``default_run(..., video=True)``)."""
 """The shipped plate-model snapshot, the default run for ``task="plate"``."""
 CHECKPOINT_PREFIX = "ckpt"
 _INDEX = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
@@ -175,12 +178,15 @@ def trained_runs(log_dir: str | os.PathLike, task: str | None = None) -> list[Pa
     return [run_dir for _, run_dir in sorted(runs, reverse=True)]
 
 
-def default_run(log_dir: str | os.PathLike = "log", task: str = "trimap") -> Path:
+def default_run(log_dir: str | os.PathLike = "log", task: str = "trimap", *, video=False) -> Path:
     """The newest trained run of ``task`` under ``log_dir``, else its shipped snapshot
-    (``log_dir/pretrained`` for the trimap model, ``log_dir/pretrained-plate`` for plates)."""
+    (``log_dir/pretrained`` for the trimap model, ``log_dir/pretrained-plate`` for plates; for a
+    clip's plates (``video``) ``log_dir/pretrained-plate-video`` first, where it exists)."""
     runs = trained_runs(log_dir, task)
     if runs:
         return runs[0]
+    if video and task == "plate" and run_checkpoints(Path(log_dir) / PRETRAINED_PLATE_VIDEO):
+        return Path(log_dir) / PRETRAINED_PLATE_VIDEO
     name = PRETRAINED_PLATE if task == "plate" else PRETRAINED
     pretrained = Path(log_dir) / name
     if run_checkpoints(pretrained):
@@ -218,6 +224,8 @@ def resolve_checkpoint(
     log_dir: str | os.PathLike = "log",
     run_dir: str | os.PathLike | None = None,
     task: str = "trimap",
+    *,
+    video: bool = False,
 ) -> CheckpointRef:
     """Turn a ``--checkpoint`` argument into a checkpoint on disk.
 
@@ -231,6 +239,8 @@ def resolve_checkpoint(
         Look only in this run.
     task : {"trimap", "plate"}
         Without ``run_dir``, numbers index the newest run of this task (:func:`default_run`).
+    video : bool
+        For a clip: see :func:`default_run`.
 
     Raises
     ------
@@ -241,7 +251,7 @@ def resolve_checkpoint(
     if not re.fullmatch(r"-?\d+", text):
         return _from_path(Path(text))
     index = int(text)
-    run = Path(run_dir) if run_dir is not None else default_run(log_dir, task)
+    run = Path(run_dir) if run_dir is not None else default_run(log_dir, task, video=video)
     refs = run_checkpoints(run)
     if not refs:
         raise CheckpointError(f"{run}: no checkpoint in this run")

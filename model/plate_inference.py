@@ -182,17 +182,18 @@ class PlateMatter(Matter):
 
     @classmethod
     def load(
-        cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", **options
+        cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", *, video=False, **options
     ) -> PlateMatter:
         """Restore a plate generator: ``checkpoint`` as for ``Matter.load``, where numbers index
-        the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate``.
+        the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate`` (with
+        ``video``, ``log_dir/pretrained-plate-video`` before it, where it exists).
 
         Raises
         ------
         CheckpointError
             No such checkpoint, an unusable one, or one of a trimap model.
         """
-        ref = resolve_checkpoint(checkpoint, log_dir, task="plate")
+        ref = resolve_checkpoint(checkpoint, log_dir, task="plate", video=video)
         config, _ = read_run_config(ref.run_dir)
         if config.task != "plate":
             raise CheckpointError(
