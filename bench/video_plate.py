@@ -25,8 +25,8 @@ most 0.5x the key's, and its dtSSD no worse.
 
 Usage::
 
-    python3 bench/video_plate.py                                  # 4 clips, log/pretrained-plate
-    python3 bench/video_plate.py --clips 2 --models log/pretrained-plate log/plate-temporal
+    python3 bench/video_plate.py                 # 4 clips, pretrained-plate-video and -plate
+    python3 bench/video_plate.py --clips 2 --models log/my-temporal-run log/pretrained-plate
 """
 
 from __future__ import annotations
@@ -155,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument(
         "--models",
         nargs="+",
-        default=["log/pretrained-plate"],
-        help="plate checkpoints; the first is eval.py's (log/pretrained-plate)",
+        default=["log/pretrained-plate-video", "log/pretrained-plate"],
+        help="plate checkpoints; the first is eval.py's (log/pretrained-plate-video, then the"
+        " still log/pretrained-plate)",
     )
     return parser
 
