@@ -53,7 +53,7 @@ audio are kept; ``--alpha`` also writes the matte as a video (see README, "Video
 
     python3 eval.py clip.mp4 first_frame_trimap.png out.mov    # trimap carried forward
     python3 eval.py clip.mp4 out.webm                           # automatic trimap per frame
-    python3 eval.py clip.mp4 out.mov --background-plate empty.png   # difference key (baseline)
+    python3 eval.py clip.mp4 out.mov --background-plate empty.png   # the plate model
     python3 eval.py clip.mp4 out.mov --plate-frames 0:30        # plate = median of frames 0-29
     python3 eval.py clip.mp4 out.mp4 --background beach.mp4 --alpha matte.mov
 

@@ -29,6 +29,7 @@ Usage::
 
     python3 bench/video.py --data scripts/data/test           # 2 clips, 24 frames, 8 timed
     python3 bench/video.py --data scripts/data/test --clips 1 --speed-frames 4   # quicker
+    python3 bench/video.py --data scripts/data/test --speed-frames 0    # the quality table only
 """
 
 from __future__ import annotations
@@ -197,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     data.add_argument("--clips", type=int, default=2, help="clips for the quality table (2)")
     data.add_argument("--frames", type=int, default=24, help="frames per quality clip (24)")
-    data.add_argument("--speed-frames", type=int, default=8, help="timed frames per size (8)")
+    data.add_argument(
+        "--speed-frames", type=int, default=8, help="timed frames per size (8; 0: no speed table)"
+    )
     model = parser.add_argument_group("model")
     model.add_argument("--checkpoint", default="-1", help="as eval.py's (default: -1, newest)")
     model.add_argument("--log-dir", type=Path, default=Path("log"), help="runs folder (log)")
@@ -233,6 +236,7 @@ def main(args: list[str] | None = None) -> int:
         speeds = {
             size: measure_speed(matter, options.data, picks[0], size, options.speed_frames, work)
             for size in SPEED_SIZES
+            if options.speed_frames
         }
     print(
         f"\nquality at {QUALITY_SIZE[1]}x{QUALITY_SIZE[0]}, {options.clips} clips x"
@@ -242,6 +246,8 @@ def main(args: list[str] | None = None) -> int:
     print(f"|{'-' * 44}|--------|-------|")
     for name, (sad, flicker) in quality.items():
         print(f"| {name:<42} | {sad:6.2f} | {flicker:5.2f} |")
+    if not speeds:
+        return 0
     print(
         f"\nspeed on this CPU ({os.cpu_count()} cores), {options.speed_frames} frames,"
         " first-frame trimap"

@@ -33,6 +33,9 @@ from model.errors import first_line
 PRETRAINED = "pretrained"
 PRETRAINED_PLATE = "pretrained-plate"
 """The shipped plate-model snapshot, the default run for ``task="plate"``."""
+PRETRAINED_PLATE_VIDEO = "pretrained-plate-video"
+"""The shipped plate model with the previous-alpha input, which clips use before
+``pretrained-plate`` (``default_run(..., video=True)``)."""
 PRETRAINED_TRIMAP = "pretrained-trimap"
 """Where a trimap-network snapshot is shipped, the default run for ``task="trimap"``."""
 SNAPSHOTS = {"matting": PRETRAINED, "plate": PRETRAINED_PLATE, "trimap": PRETRAINED_TRIMAP}
@@ -211,13 +214,18 @@ def trained_runs(log_dir: str | os.PathLike, task: str | None = None) -> list[Pa
     return [run_dir for _, run_dir in sorted(runs, reverse=True)]
 
 
-def default_run(log_dir: str | os.PathLike = "log", task: str = "matting") -> Path:
+def default_run(
+    log_dir: str | os.PathLike = "log", task: str = "matting", *, video: bool = False
+) -> Path:
     """The newest trained run of ``task`` under ``log_dir``, else its shipped snapshot
     (``log_dir/pretrained`` for the matting model, ``log_dir/pretrained-plate`` for plates,
-    ``log_dir/pretrained-trimap`` for the trimap network)."""
+    ``log_dir/pretrained-trimap`` for the trimap network; for a clip's plates (``video``)
+    ``log_dir/pretrained-plate-video`` first, where it exists)."""
     runs = trained_runs(log_dir, task)
     if runs:
         return runs[0]
+    if video and task == "plate" and run_checkpoints(Path(log_dir) / PRETRAINED_PLATE_VIDEO):
+        return Path(log_dir) / PRETRAINED_PLATE_VIDEO
     name = SNAPSHOTS.get(task, PRETRAINED)
     pretrained = Path(log_dir) / name
     if run_checkpoints(pretrained):
@@ -255,6 +263,8 @@ def resolve_checkpoint(
     log_dir: str | os.PathLike = "log",
     run_dir: str | os.PathLike | None = None,
     task: str = "matting",
+    *,
+    video: bool = False,
 ) -> CheckpointRef:
     """Turn a ``--checkpoint`` argument into a checkpoint on disk.
 
@@ -268,6 +278,8 @@ def resolve_checkpoint(
         Look only in this run.
     task : {"matting", "plate", "trimap"}
         Without ``run_dir``, numbers index the newest run of this task (:func:`default_run`).
+    video : bool
+        For a clip: see :func:`default_run`.
 
     Raises
     ------
@@ -278,7 +290,7 @@ def resolve_checkpoint(
     if not re.fullmatch(r"-?\d+", text):
         return _from_path(Path(text))
     index = int(text)
-    run = Path(run_dir) if run_dir is not None else default_run(log_dir, task)
+    run = Path(run_dir) if run_dir is not None else default_run(log_dir, task, video=video)
     refs = run_checkpoints(run)
     if not refs:
         raise CheckpointError(f"{run}: no checkpoint in this run")

@@ -70,13 +70,17 @@ def _is_png_name(path: Path) -> bool:
     return path.suffix.lower() == ".png"
 
 
-def load_matter(args: argparse.Namespace, *, plate: bool = False):
+def load_matter(args: argparse.Namespace, *, plate: bool = False, video: bool = False):
+    """The ``--checkpoint`` model (a plate model with ``plate``; ``video`` prefers the shipped
+    plate model with the previous-alpha input, see ``PlateMatter.load``)."""
     from model.inference import Matter
     from model.plate_inference import PlateMatter
 
+    extra = {"video": video} if plate else {}
     matter = (PlateMatter if plate else Matter).load(
         args.checkpoint,
         args.log_dir,
+        **extra,
         network_pixels=args.network_pixels,
         max_pixels=args.max_pixels,
         tile=args.tile,

@@ -187,17 +187,18 @@ class PlateMatter(Matter):
 
     @classmethod
     def load(
-        cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", **options
+        cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", *, video=False, **options
     ) -> PlateMatter:
         """Restore a plate generator: ``checkpoint`` as for ``Matter.load``, where numbers index
-        the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate``.
+        the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate`` (with
+        ``video``, ``log_dir/pretrained-plate-video`` before it, where it exists).
 
         Raises
         ------
         CheckpointError
             No such checkpoint, an unusable one, or one of a trimap model.
         """
-        ref = resolve_checkpoint(checkpoint, log_dir, task="plate")
+        ref = resolve_checkpoint(checkpoint, log_dir, task="plate", video=video)
         config, _ = read_run_config(ref.run_dir)
         if config.task != "plate":
             raise CheckpointError(
@@ -218,12 +219,23 @@ class PlateMatter(Matter):
             max(multiple, int(small_w * scale) // multiple * multiple),
         )
 
-    def predict_alpha(self, image: np.ndarray, plate: np.ndarray) -> np.ndarray:
+    @property
+    def uses_previous_alpha(self) -> bool:
+        """Whether the network takes the previous video frame's alpha (``predict_alpha``'s
+        ``previous``); ``ModelConfig.previous_alpha``."""
+        return self.config.previous_alpha
+
+    def predict_alpha(
+        self, image: np.ndarray, plate: np.ndarray, previous: np.ndarray | None = None
+    ) -> np.ndarray:
         """Alpha matte of ``image`` given its clean ``plate``.
 
         Parameters
         ----------
         image, plate : ndarray, float32, shape (H, W, 3), values in [0, 1]; any H, W >= 1
+        previous : ndarray, float32, shape (H, W), values in [0, 1], optional
+            The previous video frame's alpha, for a model with :attr:`uses_previous_alpha`
+            (None: a first frame or a still, fed as zeros, as in training); ignored otherwise.
 
         Returns
         -------
@@ -239,7 +251,14 @@ class PlateMatter(Matter):
         plate_small = _area(plate, small_h, small_w)
         multiple = self.config.multiple
         padded_h, padded_w = -(-small_h // multiple) * multiple, -(-small_w // multiple) * multiple
-        stacked = np.concatenate([image_small, plate_small], axis=2, dtype=np.float32)
+        channels = [image_small, plate_small]
+        if self.uses_previous_alpha:
+            if previous is None:
+                previous = np.zeros((small_h, small_w), np.float32)
+            elif previous.shape != image.shape[:2]:
+                raise ValueError(f"previous alpha {previous.shape} is not {image.shape[:2]}")
+            channels.append(_area(previous, small_h, small_w).reshape(small_h, small_w, 1))
+        stacked = np.concatenate(channels, axis=2, dtype=np.float32)
         pad = ((0, padded_h - small_h), (0, padded_w - small_w), (0, 0))
         if pad[0][1] or pad[1][1]:
             # Reflection continues both photos' texture, so the padding holds no fake subject.

@@ -66,7 +66,9 @@ def run_video(args: argparse.Namespace) -> int:
             plate = vm.median_plate(args.input, start, stop)
         elif args.trimap is not None:
             trimap = read_trimap(args.trimap, shape=(height, width))
-        step = vm.plate_step(plate, load_matter(args, plate=True)) if plate is not None else None
+        step = None
+        if plate is not None:
+            step = vm.plate_step(plate, load_matter(args, plate=True, video=True))
         if step is None:
             matter = load_matter(args)
             if trimap is not None:

@@ -9,8 +9,9 @@ on the first frame). Three steps cover the matting modes:
                         from the previous frame's alpha (``model.temporal.propagate_trimap``)
 :class:`AutoTrimaps`    a U²-Net-p saliency trimap per frame (``model.auto_trimap``)
 :class:`PlateMatting`   a clean background plate; any ``predict_alpha(image, plate)`` model:
-                        ``model.plate_inference.PlateMatter`` (what eval.py uses), or
-                        ``model.classical.DifferenceKey``, the classic difference key, which is a
+                        ``model.plate_inference.PlateMatter`` (what eval.py uses; a model with
+                        ``previous_alpha`` also gets the previous frame's alpha), or
+                        ``model.plate.DifferenceKey``, the classic difference key, which is a
                         *baseline* for comparisons, not a learned matte
 ======================  ============================================================================
 
@@ -139,22 +140,37 @@ class PlateMatting:
     Parameters
     ----------
     plate_matter : object with ``predict_alpha(image, plate) -> alpha``
-        A trained plate model, or ``model.classical.DifferenceKey()`` (the baseline).
+        A trained plate model, or ``model.plate.DifferenceKey()`` (the baseline).
     plate : ndarray, float32, shape (H, W, 3), values in [0, 1]
         The frame size's empty scene (:func:`median_plate`, or a photo).
     band : float
         Fraction of the shorter side around the soft pixels where foreground colours are
         estimated (the trimap of :class:`FrameMatte`).
+    feed_previous : bool
+        Give a model that takes it (``uses_previous_alpha``) the previous frame's output alpha;
+        False runs such a model frame by frame (no previous alpha, as on a first frame).
     """
 
-    def __init__(self, plate_matter, plate: np.ndarray, *, band: float = DEFAULT_BAND):
+    def __init__(
+        self,
+        plate_matter,
+        plate: np.ndarray,
+        *,
+        band: float = DEFAULT_BAND,
+        feed_previous: bool = True,
+    ):
         self.plate_matter = plate_matter
         self.plate = plate
         self.band = margin_pixels(plate.shape[:2], band)
+        self.feed_previous = feed_previous and getattr(plate_matter, "uses_previous_alpha", False)
         self.name = f"plate: {getattr(plate_matter, 'name', type(plate_matter).__name__)}"
 
     def matte(self, frame: np.ndarray, previous: FrameMatte | None) -> FrameMatte:
-        alpha = self.plate_matter.predict_alpha(frame, self.plate)
+        if self.feed_previous:
+            last = previous.alpha if previous is not None else None
+            alpha = self.plate_matter.predict_alpha(frame, self.plate, last)
+        else:
+            alpha = self.plate_matter.predict_alpha(frame, self.plate)
         return FrameMatte(alpha, propagate_trimap(alpha, band=self.band, motion=0))
 
 

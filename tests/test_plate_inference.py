@@ -4,6 +4,7 @@ run directly, not against quality)."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 
 import cv2
@@ -67,6 +68,18 @@ def test_without_a_plate_run_the_shipped_plate_snapshot_is_the_default(tmp_path)
     assert PlateMatter.load("-1", tmp_path).ref.run_dir.name == "pretrained-plate"
     # A shipped plate snapshot is never taken for a trained trimap run.
     assert Matter.load("-1", tmp_path).ref.run_dir.name == "pretrained"
+
+
+def test_clips_prefer_the_shipped_video_plate_snapshot_and_trained_runs_win(tmp_path):
+    write_run(tmp_path, "pretrained-plate", TINY_PLATE)
+    assert PlateMatter.load("-1", tmp_path, video=True).ref.run_dir.name == "pretrained-plate"
+    temporal = dataclasses.replace(TINY_PLATE, previous_alpha=True)
+    write_run(tmp_path, "pretrained-plate-video", temporal)
+    video = PlateMatter.load("-1", tmp_path, video=True)
+    assert video.ref.run_dir.name == "pretrained-plate-video" and video.uses_previous_alpha
+    assert PlateMatter.load("-1", tmp_path).ref.run_dir.name == "pretrained-plate"  # photos
+    write_run(tmp_path, "plate-run", TINY_PLATE)
+    assert PlateMatter.load("-1", tmp_path, video=True).ref.run_dir.name == "plate-run"
 
 
 def test_full_resolution_alpha_is_the_network_on_the_padded_pair(matter):

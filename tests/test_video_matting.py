@@ -24,7 +24,7 @@ from model.compositing import trimap_from_alpha
 from model.images import read_image, to_uint8, write_png
 from model.plate import difference_key
 from model.plate_inference import PlateMatter
-from model.temporal import propagate_trimap
+from model.temporal import dtssd, propagate_trimap
 from model.video import VideoReader
 from tests.ctrl_c import interrupt
 
@@ -164,6 +164,17 @@ def test_plate_step_runs_the_difference_key_baseline():
     assert (result.trimap[result.alpha == 1][:1] >= 0.5).all()
 
 
+def test_the_key_on_a_static_clip_has_no_flicker():
+    # Identical frames and an identical truth: dtSSD is exactly 0 for the key's frame-by-frame
+    # matte (it is a function of the frame alone), and not 0 once the subject moves.
+    frames = [_frame(3)] * 4
+    alphas = np.stack([r.alpha for r in vm.matte_frames(frames, vm.plate_step(_background()))])
+    assert dtssd(alphas, np.stack([_truth(3)] * 4)) == 0.0
+    moving = [_frame(i) for i in range(4)]
+    alphas = np.stack([r.alpha for r in vm.matte_frames(moving, vm.plate_step(_background()))])
+    assert dtssd(alphas, np.stack([_truth(3)] * 4)) > 0.1
+
+
 def test_median_plate_removes_a_subject_that_moves_through(tmp_path):
     # The disc covers any one pixel in under half of these frames only far from its path's
     # middle, so check the median against the background where that holds.
@@ -250,6 +261,26 @@ def test_plate_mode_runs_the_plate_model(log_dir, clip, tmp_path):
     assert len(alphas) == len(expected) == N
     for alpha, truth in zip(alphas, expected, strict=True):
         assert np.abs(alpha - truth).max() < 0.02  # ProRes 4444's alpha rounding
+
+
+@pytest.mark.slow
+def test_plate_mode_gives_every_frame_of_a_24_frame_clip_as_rgba(tmp_path):
+    # The issue's acceptance shape: eval.py clip.mp4 out.mov --background-plate plate.png on a
+    # 24-frame clip with a static background gives 24 RGBA frames of the input's size.
+    clip = make_clip(tmp_path / "clip24.mp4", frames=24, height=40, width=56)
+    plate = tmp_path / "plate.png"
+    write_png(plate, _background(40, 56))
+    plate_log = tmp_path / "log"
+    write_run(plate_log, "plate-run", TINY_PLATE)
+    out = tmp_path / "out.mov"
+    args = [str(clip), str(out), "--background-plate", str(plate), "--log-dir", str(plate_log)]
+    assert eval_cli.main(args) == 0
+    with av.open(str(out)) as container:
+        stream = container.streams.video[0]
+        assert stream.codec_context.name == "prores"
+        frames = [f.to_ndarray(format="rgba") for f in container.decode(stream)]
+    assert len(frames) == 24
+    assert all(frame.shape == (40, 56, 4) for frame in frames)
 
 
 def test_plate_mode_without_a_plate_model_is_one_line(log_dir, clip, tmp_path, capsys):

@@ -70,6 +70,9 @@ class ModelConfig:
         (``model.networks.generator``); ``"plate"``: image + clean background plate -> alpha
         (``model.networks.plate``; no prior, U-Net encoder only); ``"trimap"``: image alone ->
         3-class trimap logits (``model.networks.trimap_net``; no prior, no discriminator).
+    previous_alpha : bool
+        Plate task only: the generator also sees the previous video frame's alpha as a seventh
+        input channel (temporal consistency, ``model.training.temporal_plate``).
     """
 
     encoder: str = "unet"
@@ -81,6 +84,7 @@ class ModelConfig:
     encoder_weights: str | None = "imagenet"
     prior: str | None = None
     task: str = "matting"
+    previous_alpha: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -89,6 +93,8 @@ class ModelConfig:
             raise ValueError("task 'plate' needs prior None and encoder 'unet'")
         if self.task == "trimap" and self.prior:
             raise ValueError("task 'trimap' needs prior None (it sees the image alone)")
+        if self.previous_alpha and self.task != "plate":
+            raise ValueError("previous_alpha needs task 'plate'")
         if self.encoder not in ENCODERS:
             raise ValueError(f"encoder must be one of {ENCODERS}, got {self.encoder!r}")
         if self.norm not in NORMS:
@@ -111,10 +117,10 @@ class ModelConfig:
 
     @property
     def input_channels(self) -> int:
-        """Generator input channels: RGB and trimap (and the prior), RGB and plate RGB, or RGB
-        alone for the trimap network."""
+        """Generator input channels: RGB and trimap (and the prior), RGB and plate RGB (and the
+        previous frame's alpha), or RGB alone for the trimap network."""
         if self.task == "plate":
-            return 6
+            return 7 if self.previous_alpha else 6
         if self.task == "trimap":
             return 3
         return 5 if self.prior else 4
