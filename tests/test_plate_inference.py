@@ -56,7 +56,7 @@ def test_default_checkpoint_is_the_newest_plate_run_and_each_model_refuses_the_o
     plate = PlateMatter.load("-1", log_dir)
     assert plate.ref.run_dir.name == "plate-run"
     assert Matter.load("-1", log_dir).ref.run_dir.name == "trimap-run"
-    with pytest.raises(CheckpointError, match="a trimap model"):
+    with pytest.raises(CheckpointError, match="a matting model"):
         PlateMatter.load(str(log_dir / "trimap-run"), log_dir)
     with pytest.raises(CheckpointError, match="a plate model"):
         Matter.load(str(log_dir / "plate-run"), log_dir)

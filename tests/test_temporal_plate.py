@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -142,6 +143,7 @@ def test_unrolled_losses_feed_each_frame_the_previous_prediction(tiny_dataset):
 
 
 def test_a_short_fine_tune_lowers_the_loss_and_writes_a_loadable_run(tmp_path, tiny_dataset):
+    keras.utils.set_random_seed(0)  # a fixed start: from some random ones 6 steps go uphill
     still = build_generator(TINY_PLATE)
     generator, config = build_temporal_generator(still, TINY_PLATE)
     settings = TemporalSettings(
