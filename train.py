@@ -15,6 +15,8 @@ Examples
                                                         # image -> 3-class trimap (MobileNetV2)
     python3 scripts/duts.py --zip DUTS-TR.zip --out data/duts    # or --url URL to download
     python3 train.py data/duts --task trimap             # the trimap network on DUTS
+    python3 train.py scripts/data --task plate --clips --run plate-video --steps 1000
+                                                        # plate model + previous alpha, on clips
     python3 train.py --resume                            # continue the newest run where it stopped
     python3 train.py --run hair --resume --steps 40000   # continue 'hair' up to step 40000
     python3 train.py --run hair --resume --checkpoint -2 # restart from the checkpoint before last
@@ -56,7 +58,7 @@ from model.checkpoints import (
     trained_runs,
 )
 from model.classical import PRIORS
-from model.cli import ArgumentParser, non_negative_int, positive_int
+from model.cli import ArgumentParser, fraction, non_negative_int, positive_int
 from model.dataset import DatasetError
 from model.losses import GAN_MODES
 from model.networks import ENCODERS, NORMS, TASKS, ModelConfig
@@ -269,6 +271,28 @@ def build_parser() -> argparse.ArgumentParser:
         "--keep", type=positive_int, default=train.keep, help="checkpoints kept (%(default)s)"
     )
 
+    # video clips
+    clips = parser.add_argument_group(
+        "video clips (--task plate --clips: model.training.clip_run; its own defaults for"
+        " --crop-size 128, --batch-size 4, --lr 1e-4, --save-every 50, --steps 400)"
+    )
+    clips.add_argument(
+        "--clips",
+        action="store_true",
+        help="fine-tune a plate model (--init-from, default log/pretrained-plate) on short clips,"
+        " feeding it its own previous alpha",
+    )
+    clips.add_argument("--clip-frames", type=positive_int, default=4, help="frames per clip (4)")
+    clips.add_argument(
+        "--temporal-weight", type=float, default=1.0, help="temporal-difference L1 (1.0)"
+    )
+    clips.add_argument(
+        "--previous-drop", type=fraction, default=0.15, help="chance a frame gets none (0.15)"
+    )
+    clips.add_argument(
+        "--max-minutes", type=float, default=0.0, help="stop after this wall time (0: none)"
+    )
+
     # logging
     logs = parser.add_argument_group("logging")
     logs.add_argument(
@@ -367,6 +391,12 @@ def main(args: list[str] | None = None) -> int:
         opts.encoder = "mobilenetv2"  # ImageNet features carry over to real photos
     if opts.timelapse is not None:
         return _timelapse(opts)
+    if opts.clips:
+        if opts.task != "plate":
+            parser.error("--clips needs --task plate")
+        from model.training.clip_run import run_clip_training
+
+        return run_clip_training(opts, explicit)
 
     try:
         data, run_dir, cfg, settings, ref = plan_run(opts, explicit)

@@ -23,7 +23,7 @@ from model.training.temporal_plate import (
     train_temporal,
     unrolled_losses,
 )
-from scripts import train_temporal_plate
+import train
 
 TINY_TEMPORAL = dataclasses.replace(TINY_PLATE, previous_alpha=True)
 
@@ -168,12 +168,19 @@ def test_a_short_fine_tune_lowers_the_loss_and_writes_a_loadable_run(tmp_path, t
     assert matter.uses_previous_alpha and matter.ref.step == 6
 
 
-def test_cli_refuses_a_missing_dataset_on_one_line(tmp_path, capsys):
-    parser = train_temporal_plate.build_parser()
-    args = parser.parse_args([str(tmp_path / "nowhere"), "--run", "r", "--log-dir", str(tmp_path)])
-    assert train_temporal_plate.main(args) == 2
+def test_clip_mode_refuses_a_missing_dataset_on_one_line(tmp_path, capsys):
+    args = [str(tmp_path / "nowhere"), "--task", "plate", "--clips", "--run", "r"]
+    assert train.main([*args, "--log-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_clips_need_the_plate_task(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train.main([str(tmp_path), "--clips", "--run", "r", "--log-dir", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "--clips needs --task plate" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
 
 

@@ -23,7 +23,8 @@ The loss, averaged over frames (RobustVideoMatting's losses without its segmenta
 
 Batch normalisation runs in inference mode (its statistics are the still model's; batches of
 a few small clips would only add noise to them). No discriminator: a short fine-tune of an
-adversarially trained model with L1 losses. ``scripts/train_temporal_plate.py`` is the CLI.
+adversarially trained model with L1 losses. ``train.py DATA --task plate --clips``
+(``model.training.clip_run``) is the command.
 """
 
 from __future__ import annotations
