@@ -12,6 +12,7 @@ import tensorflow as tf
 from test_inference import write_run
 from test_plate import TINY_PLATE
 
+import train
 from model import video_matting as vm
 from model.compositing import composite
 from model.networks import ModelConfig, build_generator
@@ -23,7 +24,6 @@ from model.training.temporal_plate import (
     train_temporal,
     unrolled_losses,
 )
-import train
 
 TINY_TEMPORAL = dataclasses.replace(TINY_PLATE, previous_alpha=True)
 
