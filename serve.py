@@ -5,6 +5,7 @@ Usage::
     python3 serve.py                                  # newest checkpoint on http://127.0.0.1:5003/
     python3 serve.py --checkpoint 12000 --port 8080   # the checkpoint saved at step 12000
     python3 serve.py --checkpoint m.onnx              # onnxruntime, without TensorFlow
+    python3 serve.py --engine tensorflow              # the checkpoint, not the run's model.onnx
     python3 serve.py --log-dir log --workers 2 --queue 16 --max-upload-mb 50
     python3 serve.py --host 0.0.0.0                   # reachable from other machines (no auth!)
 
@@ -15,13 +16,17 @@ Usage::
     curl -F image=@photo.jpg http://127.0.0.1:5003/api/trimap -o trimap.png  # just the trimap
     curl -F image=@photo.jpg -F plate=@empty.jpg http://127.0.0.1:5003/api/matte -o cutout.png
 
+The checkpoint runs on onnxruntime, without TensorFlow, when its run folder holds a
+``model.onnx`` exported from it (``log/pretrained`` ships one; ``--engine``, see
+``model/engine.py``); the start line and ``/api/health`` say which engine and device run it.
+
 A ``plate`` (a photo of the empty scene, same size) replaces the trimap: the plate model
 (``--plate-checkpoint``: the newest ``--task plate`` run, else ``log/pretrained-plate``) is
 loaded beside the trimap model when there is one.
 
 Endpoints
     ``GET /``            the page (web/index.html; assets under /static/, nothing external)
-    ``GET /api/health``  checkpoint, model config, device, limits and how busy the server is
+    ``GET /api/health``  checkpoint, model config, engine, device, limits and how busy it is
     ``POST /api/matte``  multipart/form-data; see ``model.server.app.create_app`` for the fields
     ``POST /api/video``  a clip; answers a job id (``model/server/video_api.py``)
     ``GET /api/jobs/ID`` the job's progress; ``GET /api/jobs/ID/result`` the finished video
@@ -50,9 +55,11 @@ from model.checkpoints import CheckpointError
 from model.cli import (
     ArgumentParser,
     add_auto_trimap_options,
+    add_engine,
     add_network_pixels,
     auto_trimap_settings,
 )
+from model.engine import describe
 from model.inference import DEFAULT_NETWORK_PIXELS, Matter
 from model.plate_inference import PlateMatter
 from model.server import MB, allowed_host_names, create_app
@@ -74,6 +81,7 @@ def build_parser() -> ArgumentParser:
         help="-1 newest, -2 the one before, N>=0 the one saved at step N, or a path",
     )
     model.add_argument("--log-dir", default="log", help="folder holding the training runs")
+    add_engine(model)
     model.add_argument(
         "--plate-checkpoint",
         help="plate model for requests with a plate: as --checkpoint, among --task plate runs,"
@@ -161,6 +169,7 @@ def _load_plate_matter(options: argparse.Namespace):
         return PlateMatter.load(
             options.plate_checkpoint or "-1",
             log_dir=options.log_dir,
+            engine=options.engine,
             network_pixels=options.network_pixels,
         )
     except CheckpointError as error:
@@ -206,6 +215,7 @@ def main(args: list[str] | None = None) -> int:
             matter = Matter.load(
                 options.checkpoint,
                 log_dir=options.log_dir,
+                engine=options.engine,
                 network_pixels=options.network_pixels,
             )
             plate_matter = _load_plate_matter(options)
@@ -229,11 +239,7 @@ def main(args: list[str] | None = None) -> int:
         )
         host, port = sock.getsockname()[:2]
         shown = f"[{host}]" if ":" in host else host
-        print(
-            f"serving checkpoint {matter.ref.path} (step {matter.ref.step}, {matter.device})"
-            f" on http://{shown}:{port}/",
-            flush=True,
-        )
+        print(f"serving checkpoint {describe(matter)}, on http://{shown}:{port}/", flush=True)
         server = uvicorn.Server(uvicorn.Config(app, log_level="info", timeout_graceful_shutdown=5))
         server.run(sockets=[sock])
     return 0

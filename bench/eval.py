@@ -5,15 +5,17 @@ foreground (soft strands on a silhouette) composited over a cluttered textured b
 a trimap from ``model.compositing.trimap_from_alpha`` (kernel 15 px at 1 megapixel, scaled with
 the image side). Both methods run on the same image and trimap:
 
-* ``ours`` -- ``Matter.extract`` as eval.py runs it by default: the network at its working
-  resolution (``--network-pixels``, 384 x 384 pixels) on the window around the unknown region,
-  a guided filter back to full resolution, then pymatting's ``estimate_foreground_ml``; timed
-  after an untimed warm-up run on the same image, which traces the network for its shape and
-  compiles the numba kernels;
+* ``ours`` -- ``Matter.extract`` as ``eval.py --engine tensorflow`` runs it: the network at its
+  working resolution (``--network-pixels``, 384 x 384 pixels) on the window around the unknown
+  region, a guided filter back to full resolution, then pymatting's ``estimate_foreground_ml``;
+  timed after an untimed warm-up run on the same image, which traces the network for its shape
+  and compiles the numba kernels;
 * ``ours-full-res`` -- the same with the network at full resolution (``--network-pixels 0``:
   one pass up to 2 megapixels, tiles above), for comparison;
-* ``ours-onnx`` -- ``ours`` with the checkpoint exported by ``scripts/export.py --format onnx``
-  and run by onnxruntime (``eval.py --checkpoint m.onnx``): no TensorFlow in the process;
+* ``ours-onnx`` -- ``ours`` run by onnxruntime, no TensorFlow in the process: on the run's own
+  ``model.onnx`` when it matches the checkpoint (what eval.py runs by default; the shipped
+  snapshot's has float16 weights), else on a float32 ``scripts/export.py --format onnx``
+  export made here (``eval.py --checkpoint m.onnx``);
 * ``plate`` -- ``PlateMatter.extract`` as ``eval.py IMG OUT --background-plate PLATE`` runs
   it: the same photo with a plate made from its background (shifted 2 px, 6 % brighter,
   noise 0.01), the plate model at its working resolution over the whole photo, a guided filter,
@@ -37,11 +39,14 @@ gradients; time and memory grow with it, so by default it runs only up to
 ``--closed-form-max-mp`` (2) megapixels, and larger sizes show ``skipped (too slow)``.
 
 Cold start: ``eval.py docs/demo/photo.png docs/demo/trimap.png OUT`` (640x480) run as a user
-runs it, a new process each time, timed from its start to its exit with OUT written; with the
-checkpoint, with ``--checkpoint m.onnx``, and ``rembg i`` on the same photo where rembg is
-installed. Each command runs once untimed first (warm disk caches, numba's on-disk cache),
-then ``--cold-start-runs`` times; the median wall time, the CPU time (user + system, which a
-busy machine inflates less) and the peak RSS are reported, with ONNX over TensorFlow.
+runs it, a new process each time, timed from its start to its exit with OUT written: with the
+default engine (the run's ``model.onnx`` on onnxruntime when it matches the checkpoint, as
+for the shipped snapshot; see ``model/engine.py``), with ``--engine tensorflow``, with a fresh
+``--checkpoint m.onnx`` when the default is TensorFlow, and ``rembg i`` on the same photo where
+rembg is installed. Each command runs once untimed first (warm disk caches, numba's on-disk
+cache), then ``--cold-start-runs`` times; the median wall time, the CPU time (user + system,
+which a busy machine inflates less) and the peak RSS are reported, with the engine each ran
+(from ``--verbose``) and the default over TensorFlow.
 
 Targets: 1 MP in at most a third of closed-form's time; 12 MP peak RSS <= 3 GB (3072 MB);
 cold start <= 5 s.
@@ -81,8 +86,12 @@ PRESETS = {"1": (864, 1152), "12": (3000, 4000)}
 """Megapixel labels -> (height, width); other numbers get a 4:3 frame of that many pixels."""
 
 METHODS = ("ours", "ours-full-res", "ours-onnx", "plate", "closed-form")
-OURS = {"ours": {}, "ours-full-res": {"network_pixels": 0}, "ours-onnx": {}}
-"""Our methods and the Matter options that make them."""
+OURS = {
+    "ours": {"engine": "tensorflow"},
+    "ours-full-res": {"engine": "tensorflow", "network_pixels": 0},
+    "ours-onnx": {},
+}
+"""Our methods and the Matter options that make them (ours-onnx loads an .onnx file)."""
 RANDOM = "random"
 """Model spec passed to a child for the untrained default generator."""
 
@@ -191,8 +200,9 @@ def load_matter(spec: str, plate: bool = False, **options):
     from model.plate_inference import PlateMatter
 
     kind = PlateMatter if plate else Matter
+    engine = options.pop("engine", "auto")
     if spec != RANDOM:
-        return kind.load(spec, **options)
+        return kind.load(spec, engine=engine, **options)
     import keras
 
     from model.networks import ModelConfig, build_generator
@@ -293,9 +303,16 @@ def measure(method: str, folder: Path, spec: str, repeat: int) -> dict:
 
 
 def export_onnx(spec: str, folder: Path) -> tuple[str | None, str]:
-    """``scripts/export.py --format onnx`` of ``spec`` into ``folder``: (path or None, why not)."""
+    """The ONNX model of ``spec``: its run's own ``model.onnx`` when that matches the checkpoint
+    (``model.engine``; the shipped snapshot's, float16 weights), else ``scripts/export.py
+    --format onnx`` into ``folder``. Returns (path or None, why not)."""
     if spec == RANDOM:
         return None, "skipped (needs a checkpoint to export)"
+    from model.engine import choose_export
+
+    shipped = choose_export(resolve_checkpoint(spec), "auto", notice=lambda _: None)
+    if shipped is not None:
+        return str(shipped), ""
     out = folder / "m.onnx"
     command = [sys.executable, str(ROOT / "scripts" / "export.py"), "--checkpoint", spec]
     done = subprocess.run(
@@ -311,9 +328,11 @@ def cold_start(command: list[str], out: Path, runs: int) -> dict:
     """Run ``command`` once untimed, then ``runs`` times: wall and CPU seconds, peak RSS.
 
     Each run is a new process, timed from just before it is started until it has exited and
-    ``out`` exists; ``os.wait4`` gives that one child's CPU time and peak RSS.
+    ``out`` exists; ``os.wait4`` gives that one child's CPU time and peak RSS. With
+    ``--verbose`` in ``command``, ``engine`` is what its start line names (``model: ...,
+    onnxruntime on CPU``).
     """
-    seconds, cpu, rss = [], [], []
+    seconds, cpu, rss, engine = [], [], [], None
     for attempt in range(runs + 1):
         out.unlink(missing_ok=True)
         with tempfile.TemporaryFile() as errors:
@@ -326,6 +345,9 @@ def cold_start(command: list[str], out: Path, runs: int) -> dict:
             lines = errors.read().decode(errors="replace").strip().splitlines()
         if process.returncode != 0 or not out.exists():
             return {"error": f"exit status {process.returncode}: {lines[-1] if lines else ''}"}
+        for line in lines:
+            if line.startswith("model: "):
+                engine = line.rsplit(", ", 1)[-1]
         if attempt:  # the first run only warms the disk caches
             seconds.append(elapsed)
             cpu.append(usage.ru_utime + usage.ru_stime)
@@ -334,23 +356,34 @@ def cold_start(command: list[str], out: Path, runs: int) -> dict:
         "seconds": statistics.median(seconds),
         "cpu": statistics.median(cpu),
         "rss": max(rss),
+        "engine": engine,
     }
 
 
+DEFAULT_ROW = "eval.py (default engine)"
+TENSORFLOW_ROW = "eval.py --engine tensorflow"
+
+
 def cold_starts(spec: str, onnx: str | None, log_dir: Path, runs: int) -> dict[str, dict]:
-    """The cold-start rows: eval.py with the checkpoint and with ONNX, and rembg."""
+    """The cold-start rows: eval.py as run by default (the run's model.onnx when it matches,
+    as for the shipped snapshot), with ``--engine tensorflow``, with a fresh ``--checkpoint
+    m.onnx`` when the default is not ONNX already, and rembg."""
     rows: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as temp:
         out = Path(temp) / "cutout.png"
         eval_py = [sys.executable, str(ROOT / "eval.py"), str(DEMO / "photo.png")]
-        eval_py += [str(DEMO / "trimap.png"), str(out), "--log-dir", str(log_dir)]
+        eval_py += [str(DEMO / "trimap.png"), str(out), "--log-dir", str(log_dir), "--verbose"]
         if spec == RANDOM:
-            rows["eval.py (TensorFlow)"] = {"skipped": "skipped (no checkpoint)"}
+            rows[DEFAULT_ROW] = rows[TENSORFLOW_ROW] = {"skipped": "skipped (no checkpoint)"}
         else:
-            rows["eval.py (TensorFlow)"] = cold_start([*eval_py, "--checkpoint", spec], out, runs)
-        if onnx is None:
+            checkpoint = [*eval_py, "--checkpoint", spec]
+            rows[DEFAULT_ROW] = cold_start(checkpoint, out, runs)
+            rows[TENSORFLOW_ROW] = cold_start([*checkpoint, "--engine", "tensorflow"], out, runs)
+        # When the default already runs an .onnx file, a row of its own would repeat it.
+        default_onnx = (rows[DEFAULT_ROW].get("engine") or "").startswith("onnxruntime")
+        if not default_onnx and onnx is None:
             rows["eval.py --checkpoint m.onnx"] = {"skipped": "skipped (no ONNX export)"}
-        else:
+        elif not default_onnx:
             command = [*eval_py, "--checkpoint", onnx]
             rows["eval.py --checkpoint m.onnx"] = cold_start(command, out, runs)
         rembg = shutil.which("rembg")
@@ -366,25 +399,33 @@ def cold_starts(spec: str, onnx: str | None, log_dir: Path, runs: int) -> dict[s
 
 def print_cold_starts(rows: dict[str, dict], runs: int) -> None:
     print(f"cold start, process start to written file (demo photo 640x480; median of {runs}):")
-    header = f"| {'command':<28} | {'seconds':>7} | {'CPU s':>6} | {'peak RSS MB':>11} |"
+    header = f"| {'command':<28} | {'engine':<18} | {'seconds':>7} | {'CPU s':>6} |"
+    header += f" {'peak RSS MB':>11} |"
     print(header)
     print("|" + "|".join("-" * len(cell) for cell in header.split("|")[1:-1]) + "|")
     for name, row in rows.items():
         if "seconds" not in row:
             print(f"| {name:<28} | {row.get('skipped') or 'failed: ' + row['error']}")
             continue
-        print(f"| {name:<28} | {row['seconds']:>7.2f} | {row['cpu']:>6.2f} | {row['rss']:>11.0f} |")
-    tf_row, onnx_row = rows["eval.py (TensorFlow)"], rows["eval.py --checkpoint m.onnx"]
-    if "seconds" in tf_row and "seconds" in onnx_row:
-        ratios = {key: onnx_row[key] / tf_row[key] for key in ("seconds", "cpu", "rss")}
+        engine = row["engine"] or "-"
         print(
-            f"onnx / TensorFlow: {ratios['seconds']:.2f}x the time, {ratios['cpu']:.2f}x the CPU,"
-            f" {ratios['rss']:.2f}x the memory"
+            f"| {name:<28} | {engine:<18} | {row['seconds']:>7.2f} | {row['cpu']:>6.2f} |"
+            f" {row['rss']:>11.0f} |"
+        )
+    default, tf_row = rows[DEFAULT_ROW], rows[TENSORFLOW_ROW]
+    if "seconds" in default and "seconds" in tf_row:
+        ratios = {key: default[key] / tf_row[key] for key in ("seconds", "cpu", "rss")}
+        print(
+            f"default / TensorFlow: {ratios['seconds']:.2f}x the time, {ratios['cpu']:.2f}x the"
+            f" CPU, {ratios['rss']:.2f}x the memory"
         )
     for name, row in rows.items():
         if "seconds" in row and name.startswith("eval.py"):
             verdict = "ok" if row["seconds"] <= COLD_START_TARGET else "ABOVE TARGET"
-            print(f"{name}: cold start {row['seconds']:.2f} s (target <= 5 s) {verdict}")
+            print(
+                f"{name}: cold start {row['seconds']:.2f} s, CPU {row['cpu']:.2f} s"
+                f" (target <= 5 s) {verdict}"
+            )
 
 
 # ---------------------------------------------------------------------------------------------

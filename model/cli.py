@@ -76,6 +76,20 @@ def add_network_pixels(group: argparse._ArgumentGroup, default: int) -> None:
     )
 
 
+def add_engine(group: argparse._ArgumentGroup) -> None:
+    """``--engine`` of eval.py and serve.py (``model.engine``)."""
+    from model.engine import ENGINES
+
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="auto",
+        help="auto: the run's own model.onnx on onnxruntime when it was exported from this"
+        " checkpoint (no TensorFlow import), else TensorFlow; tensorflow: always TensorFlow;"
+        " onnx: the export or an error (default: %(default)s)",
+    )
+
+
 @contextlib.contextmanager
 def first_interrupt_only() -> Iterator[None]:
     """Turn the first Ctrl-C into KeyboardInterrupt and ignore every later one.

@@ -71,8 +71,9 @@ def _is_png_name(path: Path) -> bool:
 
 
 def load_matter(args: argparse.Namespace, *, plate: bool = False, video: bool = False):
-    """The ``--checkpoint`` model (a plate model with ``plate``; ``video`` prefers the shipped
-    plate model with the previous-alpha input, see ``PlateMatter.load``)."""
+    """The Matter (PlateMatter with ``plate``) of ``--checkpoint`` on ``--engine``; ``video``
+    prefers the shipped plate model with the previous-alpha input (``PlateMatter.load``)."""
+    from model.engine import describe
     from model.inference import Matter
     from model.plate_inference import PlateMatter
 
@@ -80,6 +81,7 @@ def load_matter(args: argparse.Namespace, *, plate: bool = False, video: bool = 
     matter = (PlateMatter if plate else Matter).load(
         args.checkpoint,
         args.log_dir,
+        engine=args.engine,
         **extra,
         network_pixels=args.network_pixels,
         max_pixels=args.max_pixels,
@@ -87,8 +89,7 @@ def load_matter(args: argparse.Namespace, *, plate: bool = False, video: bool = 
         overlap=args.overlap,
     )
     if args.verbose:
-        ref = matter.ref
-        print(f"model: {ref.path} (step {ref.step}) on {matter.device}", file=sys.stderr)
+        print(f"model: {describe(matter)}", file=sys.stderr)
     return matter
 
 
@@ -327,7 +328,8 @@ def run_batch(args: argparse.Namespace) -> int:
     check_outputs(args, jobs, options)
     matter = load_matter(args, plate=args.background_plate is not None)
     failures = {}
-    for job in tqdm(jobs, desc=f"cut out on {matter.device}", unit="image", file=sys.stderr):
+    progress = f"cut out, {matter.engine} on {matter.device}"
+    for job in tqdm(jobs, desc=progress, unit="image", file=sys.stderr):
         try:
             process(job, matter, options)
         except ImageError as error:

@@ -10,6 +10,7 @@ from pathlib import Path
 from model.checkpoints import PRETRAINED
 from model.cli import BAD_INPUT, UsageError
 from model.cutout import load_matter
+from model.engine import describe
 from model.evaluation import METHODS
 from model.plate_evaluation import PLATE_METHODS
 
@@ -64,6 +65,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         pairs = len({result.sample for result in report.results})
         print(f"\non the {len(common)} of {pairs} pairs that every method solved:")
         print(evaluation.format_table(evaluation.summarise(report.results, common)))
+    if matter is not None:
+        print(f"ours model: {describe(matter)}")
     csv_path, figure_path = _default_outputs(args, matter)
     samples_csv = csv_path.with_name(f"{csv_path.stem}_samples.csv")
     evaluation.write_summary_csv(csv_path, rows)
@@ -89,7 +92,9 @@ def run_plate_evaluate(args: argparse.Namespace, methods: list[str]) -> int:
         # The trimap model is the default one (newest trimap run, else log/pretrained).
         from model.inference import Matter
 
-        trimap_matter = Matter.load("-1", args.log_dir, network_pixels=args.network_pixels)
+        trimap_matter = Matter.load(
+            "-1", args.log_dir, engine=args.engine, network_pixels=args.network_pixels
+        )
     report = evaluate_plates(
         samples,
         methods,
@@ -101,6 +106,9 @@ def run_plate_evaluate(args: argparse.Namespace, methods: list[str]) -> int:
     rows = evaluation.summarise(report.results)
     print(f"plate: {perturbation}")
     print(evaluation.format_table(rows))
+    for label, used in (("plate", plate_matter), ("key-trimap", trimap_matter)):
+        if used is not None:
+            print(f"{label} model: {describe(used)}")
     label = f"{args.evaluate.resolve().name}-plates-shift{args.plate_shift:g}"
     csv_path = args.csv or Path("evaluation") / f"{label}.csv"
     evaluation.write_summary_csv(csv_path, rows)

@@ -28,7 +28,10 @@ Routes
   ``image -> {"saliency"}`` for U²-Net-p).
 * ``onnx``: ``Model.export(format="onnx")``, which runs tf2onnx on the traced graph (batch norm
   is folded into the convolutions); the output is then renamed ``alpha`` (or ``saliency``) and
-  the free dimensions ``batch``, ``height``, ``width``.
+  the free dimensions ``batch``, ``height``, ``width``. ``fp16`` stores every float32 weight
+  tensor (initializer) as float16 followed by a ``Cast`` to float32 (:func:`store_float16`):
+  half the file, and onnxruntime folds the casts away when it opens the session, so the
+  network still computes in float32 and only the weights are rounded.
 * ``tflite``: the SavedModel above, converted by ``tf.lite.TFLiteConverter.from_saved_model``
   (converting the concrete function directly keeps the variables as resource reads, which the
   interpreter then returns as NaN). ``fp16`` stores the weights as float16.
@@ -55,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from model.auto_trimap import DEFAULT_WEIGHTS, load_saliency_model
@@ -65,6 +69,7 @@ from model.checkpoints import (
     resolve_checkpoint,
     restore_generator,
 )
+from model.engine import checkpoint_digest
 from model.export_contract import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -131,8 +136,14 @@ def load_generator(checkpoint: str | int = "-1", log_dir: str | os.PathLike = "l
 
 
 def checkpoint_source(ref: CheckpointRef) -> dict[str, Any]:
-    """The contract's ``source``: which checkpoint the weights came from."""
-    return {"checkpoint": str(ref.path), "run": str(ref.run_dir), "step": ref.step}
+    """The contract's ``source``: which checkpoint the weights came from, and the SHA-256 of
+    its files (``model.engine.checkpoint_digest``), by which a stale export is recognised."""
+    return {
+        "checkpoint": str(ref.path),
+        "run": str(ref.run_dir),
+        "step": ref.step,
+        "sha256": checkpoint_digest(ref.path),
+    }
 
 
 def serving_model(generator: keras.Model) -> keras.Model:
@@ -199,7 +210,7 @@ def _save_savedmodel(generator: keras.Model, target: Path, size, names) -> None:
     archive.write_out(str(target), verbose=False)
 
 
-def _save_onnx(generator: keras.Model, target: Path, size, names) -> None:
+def _save_onnx(generator: keras.Model, target: Path, size, names, fp16: bool) -> None:
     import onnx
 
     input_name, output_name = names
@@ -225,6 +236,8 @@ def _save_onnx(generator: keras.Model, target: Path, size, names) -> None:
     graph_model = onnx.load(str(target))
     _rename_output(graph_model.graph, output_name)
     _name_dimensions(graph_model.graph)
+    if fp16:
+        store_float16(graph_model.graph)
     onnx.checker.check_model(graph_model)
     onnx.save(graph_model, str(target))
 
@@ -237,6 +250,53 @@ def _rename_output(graph, name: str) -> None:
         node.output[:] = [name if value == old else value for value in node.output]
         node.input[:] = [name if value == old else value for value in node.input]
     output.name = name
+
+
+FP16_MIN_ELEMENTS = 16
+"""Smaller float32 initializers (scalars such as epsilons, shape-like constants) stay float32:
+they weigh nothing, and rounding them would change arithmetic rather than weights."""
+
+FP16_MAX = 65504.0
+"""Largest finite float16; a tensor with a larger magnitude stays float32."""
+
+
+def store_float16(graph) -> int:
+    """Store each float32 weight tensor of ``graph`` as float16, cast back to float32 in-graph.
+
+    An initializer ``w`` (float32, at least :data:`FP16_MIN_ELEMENTS` elements, every value
+    finite with magnitude <= :data:`FP16_MAX`) becomes ``w__fp16`` (float16) and a node
+    ``Cast(w__fp16, to=FLOAT) -> w`` at the head of the graph, so every consumer still reads a
+    float32 ``w``: w' = float32(float16(w)), relative error <= 2**-11 per weight (subnormals
+    below 6.1e-5 lose more, absolutely at most 3e-8). Edits ``graph`` in place.
+
+    Returns
+    -------
+    int : how many initializers were converted.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph_inputs = {value.name for value in graph.input}
+    kept, casts = [], []
+    for tensor in graph.initializer:
+        values = numpy_helper.to_array(tensor) if tensor.data_type == TensorProto.FLOAT else None
+        if (
+            values is None
+            or values.size < FP16_MIN_ELEMENTS
+            or tensor.name in graph_inputs  # an overridable input must keep its float32 type
+            or not np.all(np.abs(values) <= FP16_MAX)  # also False for NaN and inf
+        ):
+            kept.append(tensor)
+            continue
+        half = f"{tensor.name}__fp16"
+        kept.append(numpy_helper.from_array(values.astype(np.float16), name=half))
+        casts.append(helper.make_node("Cast", [half], [tensor.name], to=TensorProto.FLOAT))
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    # Casts read only initializers, so placing them first keeps the nodes topologically sorted.
+    nodes = [*casts, *graph.node]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return len(casts)
 
 
 def _name_dimensions(graph) -> None:
@@ -294,7 +354,7 @@ def export_generator(
     size : (H, W), optional
         Trace at this one input size (batch 1); None keeps batch, H and W dynamic.
     fp16 : bool
-        TFLite only: store the weights as float16.
+        TFLite and ONNX: store the weights as float16 (computation stays float32).
     source : dict, optional
         Where the weights came from (:func:`checkpoint_source`).
     force : bool
@@ -338,7 +398,7 @@ def _write_artifact(model: keras.Model, fmt: str, out: Path, size, fp16: bool, n
         elif fmt == "savedmodel":
             _save_savedmodel(model, target, size, names)
         elif fmt == "onnx":
-            _save_onnx(model, target, size, names)
+            _save_onnx(model, target, size, names, fp16)
         else:
             _save_tflite(model, target, size, names, fp16)
 

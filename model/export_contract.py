@@ -13,7 +13,8 @@ Contract (``contract_version`` 1)::
       "format": "onnx",                     # keras | savedmodel | onnx | tflite
       "file": "m.onnx",                     # the artifact, relative to this JSON
       "network": "generator",               # generator | saliency (see below)
-      "precision": "float32",               # float16: TFLite weights stored as float16
+      "precision": "float32",               # the weights as stored: float32 or float16
+      "compute": "float32",                 # what the network computes in (always float32)
       "input":  {"name": "rgb_trimap", "dtype": "float32", "layout": "NHWC",
                  "shape": [null, null, null, 4],
                  "channels": ["red", "green", "blue", "trimap"], "range": [0.0, 1.0],
@@ -26,10 +27,16 @@ Contract (``contract_version`` 1)::
       "size": null,                         # or [H, W] when the export has a fixed size
       "signature": "serving_default",       # savedmodel and tflite only
       "preprocess": "...", "postprocess": "...",
-      "source": {"checkpoint": "...", "run": "...", "step": 2400},
+      "source": {"checkpoint": "...", "run": "...", "step": 2400,
+                 "sha256": "..."},          # of the checkpoint's files (model.engine)
       "model_config": {...},                # the run's config.json "model" section
       "exported_with": {"tensorflow": "2.21.0", "keras": "3.15.1", ...}
     }
+
+``precision`` float16 (``scripts/export.py --fp16``): TFLite stores the weights as float16 and
+dequantises them; ONNX stores each float32 weight tensor as float16 followed by a ``Cast`` to
+float32, which onnxruntime folds when it opens the session. Either way only the weights are
+rounded (relative error <= 2**-11) and the computation stays float32.
 
 A plate generator (``ModelConfig.task == "plate"``) takes ``rgb_plate``: six channels, the
 photo's RGB then the clean plate's, and its postprocess has no trimap to clamp to. The saliency
@@ -124,8 +131,8 @@ def check_request(
         raise ExportError(f"{out}: a Keras model file must end in .keras")
     if fmt == "keras" and size:
         raise ExportError("--size: a .keras model always runs at any size; drop --size")
-    if fp16 and fmt != "tflite":
-        raise ExportError("--fp16: only the tflite format stores float16 weights")
+    if fp16 and fmt not in ("tflite", "onnx"):
+        raise ExportError("--fp16: only the tflite and onnx formats store float16 weights")
     if size and multiple and any(side % multiple for side in size):
         raise ExportError(
             f"--size {size[0]}x{size[1]}: height and width must be multiples of {multiple}"
@@ -164,6 +171,7 @@ def make_contract(
         "file": Path(artifact).name,
         "network": "generator",
         "precision": precision,
+        "compute": "float32",
         "input": {
             "name": PLATE_INPUT_NAME if task == "plate" else INPUT_NAME,
             "dtype": "float32",
@@ -211,6 +219,7 @@ def make_saliency_contract(
         "file": Path(artifact).name,
         "network": "saliency",
         "precision": precision,
+        "compute": "float32",
         "input": {
             "name": SALIENCY_INPUT_NAME,
             "dtype": "float32",

@@ -55,11 +55,7 @@ import cv2
 import numpy as np
 
 from model.checkpoints import (
-    CheckpointError,
     CheckpointRef,
-    read_run_config,
-    resolve_checkpoint,
-    restore_generator,
 )
 from model.compositing import shrink_trimap, unknown_mask
 from model.guided_filter import guided_upsample
@@ -175,8 +171,10 @@ class Matter:
     Attributes
     ----------
     device : str
-        What the network runs on, for start lines: ``"CPU"``, ``"GPU:0 (NVIDIA H200)"`` or
-        ``"CPU (onnxruntime)"``.
+        What the network runs on, for start lines: ``"CPU"`` or ``"GPU:0 (NVIDIA H200)"``.
+    engine : str
+        What runs it: ``"tensorflow"``, ``"onnxruntime"`` or, for another numpy callable,
+        its ``engine`` attribute (else ``"numpy"``).
 
     Notes
     -----
@@ -222,6 +220,7 @@ class Matter:
             from model.tf_startup import start_runtime
 
             self.device = start_runtime()
+            self.engine = "tensorflow"
             # autograph=False: a functional Keras model has no Python control flow to convert.
             self._forward = tf.function(
                 lambda batch: generator(batch, training=False), autograph=False
@@ -229,10 +228,17 @@ class Matter:
             tf.get_logger().addFilter(_expected_retracing)
         else:
             self.device = getattr(generator, "device", "CPU")
+            self.engine = getattr(generator, "engine", "numpy")
             self._forward = generator
 
     @classmethod
-    def load(cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", **options) -> Matter:
+    def load(
+        cls,
+        checkpoint: str | int = "-1",
+        log_dir: str | Path = "log",
+        engine: str = "auto",
+        **options,
+    ) -> Matter:
         """Build the generator described by the run's ``config.json`` and restore its weights.
 
         Parameters
@@ -244,6 +250,9 @@ class Matter:
             A path ending in ``.onnx`` is an export (``scripts/export.py --format onnx``), run
             by onnxruntime without importing TensorFlow (``model.onnx_runner``).
         log_dir : path
+        engine : {"auto", "tensorflow", "onnx"}
+            Which runtime runs a checkpoint (``model.engine``): by default the run's own
+            ``model.onnx`` export when it matches the checkpoint, else TensorFlow.
         **options
             ``network_pixels``, ``max_pixels``, ``tile``, ``overlap`` for :class:`Matter`.
 
@@ -252,30 +261,12 @@ class Matter:
         CheckpointError
             No such checkpoint, an unreadable one, or one saved from another architecture than
             its ``config.json`` describes; for ``.onnx``, a missing or inconsistent contract, a
-            fixed-size export or no onnxruntime. The message is one line naming the file.
+            fixed-size export or no onnxruntime; an engine that cannot run it. The message is
+            one line naming the file.
         """
-        if str(checkpoint).lower().endswith(".onnx"):
-            try:
-                from model.onnx_runner import load_for_matting
-            except ModuleNotFoundError as error:
-                raise CheckpointError(
-                    f"{checkpoint}: running an .onnx model needs {error.name}:"
-                    " pip install -e '.[onnx]'"
-                ) from None
-            return cls(*load_for_matting(checkpoint), **options)
-        ref = resolve_checkpoint(checkpoint, log_dir)
-        config, _ = read_run_config(ref.run_dir)
-        if config.task == "plate":
-            raise CheckpointError(
-                f"{ref.run_dir}: a plate model; it takes --background-plate, not a trimap"
-            )
-        if config.task != "matting":
-            raise CheckpointError(
-                f"{ref.run_dir}: a {config.task} network, not a matting model; pass it as"
-                " --trimap-model"
-            )
-        generator = restore_generator(ref, config)
-        return cls(generator, config, ref, **options)
+        from model.engine import load_generator
+
+        return cls(*load_generator(checkpoint, log_dir, engine=engine), **options)
 
     def predict_alpha(self, image: np.ndarray, trimap: np.ndarray) -> np.ndarray:
         """Alpha matte for one image.

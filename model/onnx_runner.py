@@ -53,7 +53,9 @@ class OnnxGenerator:
     size : (H, W) or None
         The one input size of a fixed-size export.
     device : str
-        Where it runs, for start lines: onnxruntime's CPU execution provider.
+        Where it runs, for start lines: ``"CPU"`` (onnxruntime's CPU execution provider).
+    engine : str
+        ``"onnxruntime"``, for start lines (``model.engine.describe``).
 
     Raises
     ------
@@ -68,7 +70,8 @@ class OnnxGenerator:
             raise ContractError(f"{self.path}: no such file")
         self.contract: dict[str, Any] = read_contract(self.path, "onnx")
         self.multiple: int = self.contract["spatial_multiple"]
-        self.device = "CPU (onnxruntime)"
+        self.device = "CPU"
+        self.engine = "onnxruntime"
         self.channels: int = len(self.contract["input"].get("channels") or ()) or 4
         size = self.contract["size"]
         self.size: tuple[int, int] | None = tuple(size) if size else None

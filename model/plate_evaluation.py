@@ -29,7 +29,6 @@ import numpy as np
 
 from model.evaluation import EvaluationError, Report, Result, images_by_stem
 from model.images import TRIMAP_UNKNOWN, ImageError, read_alpha, read_image
-from model.metrics import all_metrics
 from model.plate import PlatePerturbation, difference_key, key_trimap, perturb_plate
 
 PLATE_METHODS = ("plate", "difference-key", "key-trimap")
@@ -91,6 +90,10 @@ def evaluate_plates(
         after a first call that traces the network for each new shape.
     """
     from tqdm import tqdm
+
+    # scipy (for the metrics) takes half a second to import; eval.py imports this module for
+    # PLATE_METHODS even for a plain cut-out.
+    from model.metrics import all_metrics
 
     unknown = sorted(set(methods) - set(PLATE_METHODS))
     if unknown:

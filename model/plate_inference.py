@@ -26,12 +26,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from model.checkpoints import (
-    CheckpointError,
-    read_run_config,
-    resolve_checkpoint,
-    restore_generator,
-)
 from model.guided_filter import guided_upsample
 from model.images import ImageError, read_image
 from model.inference import DEFAULT_NETWORK_PIXELS, Matte, Matter
@@ -187,25 +181,27 @@ class PlateMatter(Matter):
 
     @classmethod
     def load(
-        cls, checkpoint: str | int = "-1", log_dir: str | Path = "log", *, video=False, **options
+        cls,
+        checkpoint: str | int = "-1",
+        log_dir: str | Path = "log",
+        engine: str = "auto",
+        *,
+        video: bool = False,
+        **options,
     ) -> PlateMatter:
-        """Restore a plate generator: ``checkpoint`` as for ``Matter.load``, where numbers index
-        the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate`` (with
-        ``video``, ``log_dir/pretrained-plate-video`` before it, where it exists).
+        """Restore a plate generator: ``checkpoint`` and ``engine`` as for ``Matter.load``, where
+        numbers index the newest plate run under ``log_dir``, else ``log_dir/pretrained-plate``
+        (with ``video``, ``log_dir/pretrained-plate-video`` before it, where it exists).
 
         Raises
         ------
         CheckpointError
             No such checkpoint, an unusable one, or one of a trimap model.
         """
-        ref = resolve_checkpoint(checkpoint, log_dir, task="plate", video=video)
-        config, _ = read_run_config(ref.run_dir)
-        if config.task != "plate":
-            raise CheckpointError(
-                f"{ref.run_dir}: a {config.task} model; a plate needs a plate model"
-                " (python3 train.py scripts/data --task plate)"
-            )
-        return cls(restore_generator(ref, config), config, ref, **options)
+        from model.engine import load_generator
+
+        generator = load_generator(checkpoint, log_dir, engine=engine, task="plate", video=video)
+        return cls(*generator, **options)
 
     def _budget(self, height: int, width: int) -> tuple[int, int]:
         """Network size: ``working_size``, and never over ``max_pixels`` when that is 0."""

@@ -87,7 +87,7 @@ class NetworkTrimapper:
         """
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an RGB image of shape (H, W, 3), got {image.shape}")
-        from model.inference import restore_generator
+        from model.checkpoints import restore_generator
 
         height, width = image.shape[:2]
         small = cv2.resize(

@@ -7,13 +7,17 @@ Keras weights (``--weights``), fixed at 320 x 320, as its fused saliency map.
 
 Each export also writes its contract, ``OUT.json``: tensor names, layout, channels, value
 ranges, the spatial multiple, the fixed size if any, the source checkpoint and the model
-config (see ``model/export_contract.py``). Height, width and batch stay dynamic unless
+config (see ``model/export_contract.py``); ``source.sha256`` fingerprints the checkpoint's
+files, so eval.py and serve.py run ``<run>/model.onnx`` in place of the run's checkpoint only
+while it matches (``model/engine.py``). Height, width and batch stay dynamic unless
 ``--size`` fixes them (batch 1, for runtimes and delegates that want static shapes).
 
 Usage::
 
     python3 scripts/export.py --format onnx --out m.onnx          # newest run, else log/pretrained
     python3 scripts/export.py --checkpoint log/pretrained --format tflite --out m.tflite --fp16
+    python3 scripts/export.py --checkpoint log/pretrained --format onnx --fp16 \
+        --out log/pretrained/model.onnx --force          # the shipped export eval.py runs
     python3 scripts/export.py --format savedmodel --out m_savedmodel --size 384
     python3 scripts/export.py --checkpoint -2 --format keras --out m.keras --force
     python3 scripts/export.py --checkpoint log/pretrained-plate --format onnx --out p.onnx
@@ -89,7 +93,10 @@ def build_parser() -> ArgumentParser:
         help="fix the input to N x N or H x W pixels, batch 1 (default: dynamic)",
     )
     export.add_argument(
-        "--fp16", action="store_true", help="tflite only: store the weights as float16"
+        "--fp16",
+        action="store_true",
+        help="tflite and onnx: store the weights as float16 (half the file; computation stays"
+        " float32)",
     )
     export.add_argument("--force", action="store_true", help="replace --out if it exists")
     return parser

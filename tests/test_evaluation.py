@@ -218,7 +218,9 @@ def test_cli_evaluate_writes_table_csv_and_figure(tiny_dataset, log_dir, tmp_pat
     with Image.open(tmp_path / "scores.png") as figure:
         assert figure.size == (6 * CELL, HEADER + 2 * CELL)
     printed = capsys.readouterr().out.splitlines()
-    assert [line.split()[0] for line in printed] == ["method", "ours", "closed-form", "knn"]
+    assert [line.split()[0] for line in printed[:-1]] == ["method", "ours", "closed-form", "knn"]
+    checkpoint = log_dir / "run" / "checkpoints" / "ckpt-7"  # no model.onnx beside it
+    assert printed[-1].startswith(f"ours model: {checkpoint} (step 7), tensorflow on ")
 
 
 def test_cli_evaluate_default_outputs(tiny_dataset, tmp_path, monkeypatch):

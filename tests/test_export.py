@@ -9,6 +9,7 @@ snapshot, whose trained weights are what users export.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -27,7 +28,14 @@ import model.export as export_module
 from model.checkpoints import read_run_config, resolve_checkpoint
 from model.classical import closed_form_prior
 from model.compositing import shrink_trimap
-from model.export import DynamicUpSampling2D, export_generator, load_generator
+from model.engine import checkpoint_digest, checkpoint_files
+from model.export import (
+    DynamicUpSampling2D,
+    checkpoint_source,
+    export_generator,
+    load_generator,
+    store_float16,
+)
 from model.export_contract import ContractError, contract_path, read_contract
 from model.images import read_image, read_trimap
 from model.inference import clamp_to_trimap
@@ -154,6 +162,8 @@ def test_cli_default_checkpoint_exports_the_snapshot_with_its_contract(snapshot_
     shipped = resolve_checkpoint(str(PRETRAINED), REPO / "log")
     assert Path(contract["source"]["checkpoint"]).name == shipped.path.name
     assert contract["source"]["step"] == shipped.step
+    assert contract["source"]["sha256"] == checkpoint_digest(shipped.path)
+    assert (contract["precision"], contract["compute"]) == ("float32", "float32")
     # config.json predates the prior field, whose default (None) the contract spells out.
     assert ModelConfig.from_dict(contract["model_config"]) == ModelConfig.from_dict(config["model"])
     assert contract["spatial_multiple"] == 32
@@ -228,6 +238,100 @@ def test_snapshot_tflite_float16_within_stated_tolerance(snapshot, snapshot_samp
     # max 0.109, mean 0.0018; rounding the Keras weights to float16 alone gives the same order.
     assert error.max() <= 0.15
     assert error.mean() <= 0.005
+
+
+# --- float16 ONNX weights -------------------------------------------------------------------
+
+
+def _rounded_initializers(path: Path, out: Path) -> None:
+    """``path`` with each initializer that store_float16 converts replaced by float32(float16(w))
+    in place: the reference that its Cast nodes must reproduce."""
+    model = onnx.load(str(path))
+    for index, tensor in enumerate(model.graph.initializer):
+        values = onnx.numpy_helper.to_array(tensor)
+        if values.dtype == np.float32 and values.size >= export_module.FP16_MIN_ELEMENTS:
+            rounded = values.astype(np.float16).astype(np.float32)
+            model.graph.initializer[index].CopyFrom(
+                onnx.numpy_helper.from_array(rounded, tensor.name)
+            )
+    onnx.save(model, str(out))
+    contract_path(out).write_bytes(contract_path(path).read_bytes())
+
+
+def test_onnx_float16_weights_compute_as_the_rounded_float32_export(tiny, sample, tmp_path):
+    generator, config, _ = tiny
+    full, half = tmp_path / "m32.onnx", tmp_path / "m16.onnx"
+    export_generator(generator, config, "onnx", full)
+    contract = export_generator(generator, config, "onnx", half, fp16=True)
+    assert (contract["precision"], contract["compute"]) == ("float16", "float32")
+    stored = {
+        onnx.numpy_helper.to_array(t).dtype.name for t in onnx.load(str(half)).graph.initializer
+    }
+    assert "float16" in stored
+    _rounded_initializers(full, tmp_path / "rounded.onnx")
+    alpha = OnnxGenerator(half)(sample)
+    reference = OnnxGenerator(tmp_path / "rounded.onnx")(sample)
+    # The casts are folded into float32 weights at session start: the same arithmetic.
+    assert np.abs(alpha - reference).max() <= 1e-6
+    # ...and only the weights were rounded: close to, but not exactly, the float32 export.
+    difference = np.abs(alpha - OnnxGenerator(full)(sample)).max()
+    assert 0 < difference <= 1e-2
+
+
+def test_store_float16_keeps_small_and_out_of_range_tensors_float32():
+    from onnx import TensorProto, helper
+
+    weights = {
+        "big": np.linspace(-3, 3, 32, dtype=np.float32).reshape(4, 8),
+        "small": np.float32([[0.1], [0.2], [0.3], [0.4]]),  # 4 elements: an epsilon-sized tensor
+        "huge": np.full((4, 8), 1e5, np.float32),  # beyond float16's 65504
+    }
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", name], [f"y_{name}"]) for name in weights],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [
+            helper.make_tensor_value_info(f"y_{name}", TensorProto.FLOAT, [1, values.shape[1]])
+            for name, values in weights.items()
+        ],
+        [onnx.numpy_helper.from_array(values, name) for name, values in weights.items()],
+    )
+    assert store_float16(graph) == 1
+    types = {tensor.name: tensor.data_type for tensor in graph.initializer}
+    assert types == {
+        "big__fp16": TensorProto.FLOAT16,
+        "small": TensorProto.FLOAT,
+        "huge": TensorProto.FLOAT,
+    }
+    assert [node.op_type for node in graph.node] == ["Cast", "MatMul", "MatMul", "MatMul"]
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.checker.check_model(model)
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString())
+    x = np.float32([[1.0, -2.0, 0.5, 3.0]])
+    big, small, huge = session.run(None, {"x": x})
+    expected = x @ weights["big"].astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(big, expected, rtol=1e-6)
+    assert not np.array_equal(big, x @ weights["big"])  # the weights were rounded
+    # Float32 to rounding order (float16 would be 1e-4 off for small and inf for huge).
+    np.testing.assert_allclose(small, x @ weights["small"], rtol=1e-6)
+    np.testing.assert_allclose(huge, x @ weights["huge"], rtol=1e-6)
+
+
+def test_checkpoint_source_fingerprints_the_checkpoint_files(tiny):
+    _, _, ref = tiny
+    source = checkpoint_source(ref)
+    files = checkpoint_files(ref.path)
+    assert [path.suffix for path in files] == [".index", ".data-00000-of-00001"]
+    # An independent hash of the same bytes, in the documented order: index, then data.
+    expected = hashlib.sha256(b"".join(path.read_bytes() for path in files)).hexdigest()
+    assert source == {
+        "checkpoint": str(ref.path),
+        "run": str(ref.run_dir),
+        "step": 5,
+        "sha256": expected,
+    }
 
 
 # --- every format, on the tiny model ----------------------------------------------------------
@@ -310,7 +414,10 @@ def test_cli_unknown_checkpoint_is_one_line_error(tmp_path, capsys):
     ("extra", "message"),
     [
         (["--size", "30"], "--size 30x30: height and width must be multiples of 4"),
-        (["--fp16"], "--fp16: only the tflite format stores float16 weights"),
+        (
+            ["--fp16", "--format", "savedmodel"],
+            "--fp16: only the tflite and onnx formats store float16 weights",
+        ),
     ],
 )
 def test_cli_rejects_impossible_requests_before_writing(tiny_log, tmp_path, capsys, extra, message):
@@ -337,7 +444,7 @@ def test_cli_keeps_an_existing_export_without_force(tiny_log, tmp_path, capsys):
 
 
 def test_failed_export_leaves_nothing_behind(tiny, tmp_path, monkeypatch):
-    def half_written(generator, target, size, names):
+    def half_written(generator, target, size, names, fp16):
         target.write_bytes(b"partial")
         raise RuntimeError("converter crashed")
 

@@ -72,7 +72,7 @@ def test_onnx_matter_matches_the_tensorflow_matter(exported, pair, kind, network
     reference = Matter.load(str(run), network_pixels=network_pixels)
     matter = Matter.load(str(onnx_path), network_pixels=network_pixels)
     assert matter.config == reference.config
-    assert matter.device == "CPU (onnxruntime)"
+    assert (matter.engine, matter.device) == ("onnxruntime", "CPU")
     assert (matter.ref.path, matter.ref.step) == (onnx_path, 7)
     channels = ["red", "green", "blue", "trimap"] + (["prior"] if kind == "prior" else [])
     assert matter.generator.contract["input"]["channels"] == channels
@@ -108,7 +108,7 @@ def test_eval_with_onnx_never_imports_tensorflow_and_writes_the_same_cutout(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
-    assert result.stderr.splitlines() == [f"model: {onnx_path} (step 7) on CPU (onnxruntime)"]
+    assert result.stderr.splitlines() == [f"model: {onnx_path} (step 7), onnxruntime on CPU"]
     with Image.open(tmp_path / "tf.png") as expected, Image.open(out) as got:
         difference = np.abs(np.asarray(got, np.int16) - np.asarray(expected, np.int16))
     # Alpha within 1e-4 can still round to the neighbouring 8-bit level.

@@ -344,6 +344,7 @@ class _Blocking:
         self.ref = matter.ref
         self.config = matter.config
         self.device = matter.device
+        self.engine = matter.engine
         self.release = threading.Event()
 
     def predict_alpha(self, image, trimap):
@@ -390,6 +391,7 @@ def test_health(client, log_dir):
     assert body["step"] == STEP
     assert body["checkpoint"] == str(log_dir / "tiny" / "checkpoints" / f"ckpt-{STEP}")
     assert body["model"]["base_filters"] == 4
+    assert body["engine"] == "tensorflow"  # the run has no model.onnx
     assert body["limits"] == {
         "workers": 1,
         "queue": 2,

@@ -79,5 +79,6 @@ def describe_matter(matter) -> dict:
         "checkpoint": str(ref.path) if ref is not None else None,
         "step": ref.step if ref is not None else None,
         "model": matter.config.to_dict(),
+        "engine": matter.engine,
         "device": matter.device,
     }
