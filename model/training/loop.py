@@ -245,17 +245,11 @@ def train(
         callbacks.append(saver)
         validation = None
         validate = settings.val_every and settings.max_val_samples
-        if trimap and validate and has_split(data, "val"):
-            validation = TrimapValidationCallback(
-                lambda: eval_dataset(settings.max_val_samples),
-                settings.val_every,
-                checkpoint,
-                writer=writer,
-                run_dir=run_dir if chief else None,
-            )
-            callbacks.append(validation)
-        elif validate and not trimap:
-            validation = ValidationCallback(
+        # The trimap network may train without a val split (DUTS has none); the matting model
+        # has been checked to have one (model.training.plan.check_data).
+        if validate and (not trimap or has_split(data, "val")):
+            validation_class = TrimapValidationCallback if trimap else ValidationCallback
+            validation = validation_class(
                 lambda: eval_dataset(settings.max_val_samples),
                 settings.val_every,
                 checkpoint,
