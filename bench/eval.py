@@ -48,7 +48,7 @@ cache), then ``--cold-start-runs`` times; the median wall time, the CPU time (us
 which a busy machine inflates less) and the peak RSS are reported, with the engine each ran
 (from ``--verbose``) and the default over TensorFlow.
 
-Targets: 1 MP in at most a third of closed-form's time; 12 MP peak RSS <= 3 GB (3072 MB);
+Targets: 1 MP in at most half of closed-form's time; 12 MP peak RSS <= 3 GB (3072 MB);
 cold start <= 5 s.
 
 Usage::
@@ -95,8 +95,9 @@ OURS = {
 RANDOM = "random"
 """Model spec passed to a child for the untrained default generator."""
 
-TIME_TARGET = 1 / 3
-"""ours / closed-form seconds at 1 MP must be at most this."""
+TIME_TARGET = 0.5
+"""ours / closed-form seconds at 1 MP must be at most this (issue 13; the ⅓ of the RGB + trimap
+generator no longer holds now that each cut-out solves its closed-form prior)."""
 
 RSS_TARGET_MB = 3 * 1024
 """Peak RSS of ours at 12 MP must be at most this (3 GB)."""
@@ -555,7 +556,8 @@ def main(args: list[str] | None = None) -> int:
             ratio = statistics.median(ours["seconds"]) / statistics.median(base["seconds"])
             verdict = "ok" if ratio <= TIME_TARGET else "ABOVE TARGET"
             print(
-                f"{size}: ours / closed-form time {ratio:.3f} (target <= 0.333 at 1 MP) {verdict}"
+                f"{size}: ours / closed-form time {ratio:.3f}"
+                f" (target <= {TIME_TARGET:g} at 1 MP) {verdict}"
             )
         exported = rows.get("ours-onnx", {})
         if "seconds" in ours and "seconds" in exported:
@@ -571,7 +573,7 @@ def main(args: list[str] | None = None) -> int:
                 f" (target <= {RSS_TARGET_MB} MB at 12 MP) {verdict}"
             )
     print(
-        "targets: 1 MP in at most a third of closed-form's time; 12 MP peak RSS <= 3 GB;"
+        "targets: 1 MP in at most half of closed-form's time; 12 MP peak RSS <= 3 GB;"
         " the machine may be shared, so times are noisy"
     )
     if opts.cold_start_runs:
