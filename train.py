@@ -391,6 +391,10 @@ def main(args: list[str] | None = None) -> int:
         opts.encoder = "mobilenetv2"  # ImageNet features carry over to real photos
     if opts.timelapse is not None:
         return _timelapse(opts)
+    clip_only = explicit & {"clip_frames", "temporal_weight", "previous_drop", "max_minutes"}
+    if clip_only and not opts.clips:
+        flag = "--" + sorted(clip_only)[0].replace("_", "-")
+        parser.error(f"{flag} is for clip training: add --task plate --clips")
     if opts.clips:
         if opts.task != "plate":
             parser.error("--clips needs --task plate")

@@ -176,6 +176,14 @@ def test_clip_mode_refuses_a_missing_dataset_on_one_line(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+def test_clip_flags_without_clips_are_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        train.main([str(tmp_path), "--clip-frames", "6", "--run", "r", "--log-dir", str(tmp_path)])
+    assert stopped.value.code == 2
+    assert "--clip-frames is for clip training" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
 def test_clips_need_the_plate_task(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         train.main([str(tmp_path), "--clips", "--run", "r", "--log-dir", str(tmp_path)])
